@@ -1,0 +1,1 @@
+"""Ferry's shared service runtime. No business logic lives here."""

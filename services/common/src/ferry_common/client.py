@@ -1,0 +1,134 @@
+"""Channels to other Ferry services: deadlines, retries, keepalive, auth, tracing.
+
+Every unary call gets the default deadline (``FERRY_CALL_TIMEOUT_SECONDS``) unless
+it sets one; streams (watches) do not, since they are meant to stay open. Only
+idempotent methods (Get/List/Resolve/Read/Download/Watch) are retried, and only
+on UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import descriptor_pool
+from opentelemetry.sdk.trace import TracerProvider
+
+from ferry_common import tracing
+from ferry_common.settings import Settings
+
+__all__ = ["channel_credentials", "create_channel", "service_config"]
+
+IDEMPOTENT_PREFIXES = ("Get", "List", "Resolve", "Read", "Download", "Watch")
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.enable_retries", 1),
+]
+
+
+def service_config(service_names: Sequence[str]) -> str:
+    """gRPC service config that retries idempotent methods of these services."""
+    pool = descriptor_pool.Default()
+    names: list[dict[str, str]] = []
+    for full_name in service_names:
+        try:
+            service = pool.FindServiceByName(full_name)
+        except KeyError:
+            continue
+        names.extend(
+            {"service": full_name, "method": method.name}
+            for method in service.methods
+            if method.name.startswith(IDEMPOTENT_PREFIXES)
+        )
+    config: dict[str, Any] = {"methodConfig": []}
+    if names:
+        config["methodConfig"].append(
+            {
+                "name": names,
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        )
+    return json.dumps(config)
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS credentials when ``FERRY_TLS_CA_FILE`` is set (with a client cert for mTLS)."""
+    tls = settings.tls
+    if tls.ca_file is None:
+        return None
+    key = tls.key_file.read_bytes() if tls.key_file else None
+    cert = tls.cert_file.read_bytes() if tls.cert_file else None
+    return grpc.ssl_channel_credentials(tls.ca_file.read_bytes(), private_key=key, certificate_chain=cert)
+
+
+class _DefaultsInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds the bearer token, and the default deadline on unary-response calls."""
+
+    def __init__(self, token: str | None, timeout: float) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def _details(self, details: Any, deadline: bool) -> Any:
+        metadata = list(details.metadata or ()) + list(self._metadata)
+        timeout = details.timeout if details.timeout is not None or not deadline else self._timeout
+        return details._replace(metadata=grpc.aio.Metadata(*metadata), timeout=timeout)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details, True), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details, True), request_iterator)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details, False), request)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details, False), request_iterator)
+
+
+def create_channel(
+    settings: Settings,
+    target_service: str,
+    service_names: Sequence[str] = (),
+    *,
+    tracer_provider: TracerProvider | None = None,
+    target: str | None = None,
+) -> grpc.aio.Channel:
+    """An aio channel to another Ferry service, found through its address setting.
+
+    Args:
+        settings: this service's settings (addresses, token, TLS, timeout).
+        target_service: ``registry``, ``ingest``...
+        service_names: full gRPC service names called, for the retry policy.
+        tracer_provider: propagate trace context and record client spans.
+        target: override the address (tests).
+    """
+    address = target or settings.addresses[target_service]
+    interceptors: list[Any] = [_DefaultsInterceptor(settings.auth_token, settings.call_timeout_seconds)]
+    if tracer_provider is not None:
+        interceptors.extend(tracing.client_interceptors(tracer_provider))
+    options = [*_KEEPALIVE, ("grpc.service_config", service_config(service_names))]
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)

@@ -1,0 +1,199 @@
+"""Server interceptors: one RPC log line + error mapping, and authentication.
+
+Both wrap the method's behaviour rather than short-circuiting in
+``intercept_service``, so that they run in the RPC's own task: context variables
+(the caller's identity, the log context) set here are seen by the servicer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+import structlog
+from opentelemetry import trace
+
+from ferry_common import auth
+from ferry_common.errors import FerryError, status_code_for
+
+__all__ = ["AuthInterceptor", "CallInterceptor"]
+
+_log = structlog.get_logger("ferry.rpc")
+# Triton's data plane and health probes are hot paths; log them at debug only.
+_QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+Behavior = Callable[..., Any]
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler | None, method: str, around: Callable[..., Any]) -> Any:
+    """Rebuild ``handler`` with each behaviour wrapped by ``around``."""
+    if handler is None:
+        return None
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+    )
+    for attribute, factory, streaming in kinds:
+        behavior = getattr(handler, attribute)
+        if behavior is not None:
+            return factory(
+                around(behavior, method, streaming),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
+async def _call_unary(behavior: Behavior, request: Any, context: Any) -> Any:
+    result = behavior(request, context)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _call_stream(behavior: Behavior, request: Any, context: Any) -> AsyncIterator[Any]:
+    result = behavior(request, context)
+    if inspect.isasyncgen(result):
+        async for item in result:
+            yield item
+    elif inspect.isawaitable(result):
+        await result  # the behaviour wrote its responses with context.write()
+    elif result is not None:
+        for item in result:
+            yield item
+
+
+def _trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain errors to statuses and logs one line per RPC.
+
+    Unexpected exceptions become INTERNAL with a generic message; the traceback is
+    logged, never sent to the caller.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        wrapped: grpc.RpcMethodHandler = _wrap_handler(handler, handler_call_details.method, self._around)
+        return wrapped
+
+    def _around(self, behavior: Behavior, method: str, streaming: bool) -> Behavior:
+        quiet = method.startswith(_QUIET_SERVICES)
+
+        async def finish(context: Any, started: float, code: grpc.StatusCode, error: BaseException | None) -> None:
+            fields: dict[str, Any] = {
+                "method": method,
+                "code": code.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "trace_id": _trace_id(),
+                "actor": auth.current_actor(),
+            }
+            if code is grpc.StatusCode.INTERNAL and error is not None:
+                _log.error("rpc", **fields, exc_info=error)
+            elif quiet:
+                _log.debug("rpc", **fields)
+            else:
+                _log.info("rpc", **fields)
+
+        async def translate(context: Any, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+            code = status_code_for(exc)
+            if code is grpc.StatusCode.UNIMPLEMENTED:
+                return code, f"{method} is not implemented yet"
+            if code is not None:
+                return code, exc.message if isinstance(exc, FerryError) else str(exc)
+            return grpc.StatusCode.INTERNAL, "internal error (details are in the server log)"
+
+        if streaming:
+
+            async def stream_behavior(request: Any, context: Any) -> AsyncIterator[Any]:
+                started, code, error = time.perf_counter(), grpc.StatusCode.OK, None
+                try:
+                    async for item in _call_stream(behavior, request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception as exc:  # every error is turned into a status here
+                    error = exc
+                    code, message = await translate(context, exc)
+                    await finish(context, started, code, error)
+                    await context.abort(code, message)
+                else:
+                    code = context.code() or grpc.StatusCode.OK
+                await finish(context, started, code, error)
+
+            return stream_behavior
+
+        async def unary_behavior(request: Any, context: Any) -> Any:
+            started, code, error = time.perf_counter(), grpc.StatusCode.OK, None
+            try:
+                response = await _call_unary(behavior, request, context)
+            except grpc.aio.AbortError:
+                await finish(context, started, context.code() or grpc.StatusCode.UNKNOWN, None)
+                raise
+            except Exception as exc:  # every error is turned into a status here
+                error = exc
+                code, message = await translate(context, exc)
+                await finish(context, started, code, error)
+                await context.abort(code, message)
+            await finish(context, started, context.code() or code, error)
+            return response
+
+        return unary_behavior
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the bearer token and role, and records the caller's identity."""
+
+    def __init__(self, tokens: auth.TokenTable) -> None:
+        self._tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if auth.is_exempt(method):
+            return handler
+        metadata = handler_call_details.invocation_metadata
+        wrapped: grpc.RpcMethodHandler = _wrap_handler(
+            handler, method, lambda behavior, _m, streaming: self._around(behavior, method, metadata, streaming)
+        )
+        return wrapped
+
+    def _check(self, method: str, metadata: Any) -> None:
+        principal = self._tokens.authenticate(metadata)
+        self._tokens.authorize(principal, method)
+        auth.current_principal.set(principal)
+
+    def _around(self, behavior: Behavior, method: str, metadata: Any, streaming: bool) -> Behavior:
+        if streaming:
+
+            async def stream_behavior(request: Any, context: Any) -> AsyncIterator[Any]:
+                self._check(method, metadata)
+                async for item in _call_stream(behavior, request, context):
+                    yield item
+
+            return stream_behavior
+
+        async def unary_behavior(request: Any, context: Any) -> Any:
+            self._check(method, metadata)
+            return await _call_unary(behavior, request, context)
+
+        return unary_behavior
+

@@ -1,0 +1,1 @@
+"""Ferry monitor service: Monitoring: OTLP traces, latency percentiles, SLOs, drift, feedback loop."""

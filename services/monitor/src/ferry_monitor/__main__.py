@@ -1,0 +1,33 @@
+"""``ferry-monitor``: serve ferry.monitor.v1.MonitorService and OTLP/gRPC trace export."""
+
+from __future__ import annotations
+
+import grpc.aio
+from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
+from ferry_common.server import ServiceDefinition, run
+from ferry_common.settings import Settings
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
+
+SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
+TRACE_SERVICE_NAME = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
+
+
+async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
+    # RPCs answer UNIMPLEMENTED until the monitor issue fills them.
+    monitor = monitor_pb2_grpc.MonitorServiceServicer()
+    traces = trace_service_pb2_grpc.TraceServiceServicer()
+
+    def register(server: grpc.aio.Server) -> None:
+        monitor_pb2_grpc.add_MonitorServiceServicer_to_server(monitor, server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(traces, server)
+
+    return ServiceDefinition(register=register, service_names=[SERVICE_NAME, TRACE_SERVICE_NAME])
+
+
+def main() -> None:
+    run("monitor", build)
+
+
+if __name__ == "__main__":
+    main()

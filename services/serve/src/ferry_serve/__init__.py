@@ -1,0 +1,1 @@
+"""Ferry serve service: Inference gateway in front of NVIDIA Triton (KServe v2 / Open Inference Protocol)."""

@@ -1,0 +1,33 @@
+"""``ferry-serve``: serve ferry.serve.v1.ServeService and Triton's inference protocol."""
+
+from __future__ import annotations
+
+import grpc.aio
+from ferry.serve.v1 import serve_pb2, serve_pb2_grpc
+from ferry_common.server import ServiceDefinition, run
+from ferry_common.settings import Settings
+from opentelemetry.sdk.trace import TracerProvider
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+SERVICE_NAME = serve_pb2.DESCRIPTOR.services_by_name["ServeService"].full_name
+INFERENCE_SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
+    # RPCs answer UNIMPLEMENTED until the serve issue fills them.
+    control = serve_pb2_grpc.ServeServiceServicer()
+    data = service_pb2_grpc.GRPCInferenceServiceServicer()
+
+    def register(server: grpc.aio.Server) -> None:
+        serve_pb2_grpc.add_ServeServiceServicer_to_server(control, server)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(data, server)
+
+    return ServiceDefinition(register=register, service_names=[SERVICE_NAME, INFERENCE_SERVICE_NAME])
+
+
+def main() -> None:
+    run("serve", build)
+
+
+if __name__ == "__main__":
+    main()

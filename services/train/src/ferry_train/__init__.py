@@ -1,0 +1,1 @@
+"""Ferry train service: Training jobs: PyTorch Lightning workers, checkpoints, ONNX export, registration."""
