@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
 from ferry.registry.v1 import registry_pb2, registry_pb2_grpc
 from ferry_common import errors
 from ferry_common.auth import current_actor
 from ferry_common.server import ServiceDefinition
 from ferry_common.settings import Settings
-from opentelemetry.sdk.trace import TracerProvider
 
 ERRORS: dict[str, Exception] = {
     "invalid": errors.InvalidArgument("model_id: 'Bad' is not a valid id"),
@@ -39,7 +39,9 @@ class ProbeServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise ERRORS[model_id]
         return registry_pb2.Model(name=request.name, description=current_actor())
 
-    async def ListModels(self, request: registry_pb2.ListModelsRequest, context: Any) -> registry_pb2.ListModelsResponse:
+    async def ListModels(
+        self, request: registry_pb2.ListModelsRequest, context: Any
+    ) -> registry_pb2.ListModelsResponse:
         await asyncio.sleep(request.page_size / 1000)
         return registry_pb2.ListModelsResponse(next_page_token="slept")
 
@@ -66,9 +68,7 @@ async def build_probe(settings: Settings, provider: TracerProvider) -> ServiceDe
     )
 
 
-@pytest.fixture
-def probe_stub_factory() -> Any:
-    def make(channel: grpc.Channel) -> registry_pb2_grpc.RegistryServiceStub:
-        return registry_pb2_grpc.RegistryServiceStub(channel)
-
-    return make
+@pytest.fixture(scope="session")
+def probe_build() -> Any:
+    """The build function of the probe service (for ServiceThread)."""
+    return build_probe

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+
 from ferry_common.settings import SettingsError, load_settings
 
 
@@ -63,7 +64,10 @@ def test_settings_are_frozen(tmp_path: pathlib.Path) -> None:
         ({"FERRY_OBJECT_STORE_URL": "ftp://x/y"}, "FERRY_OBJECT_STORE_URL: 'ftp://x/y' is not file:///path or s3://"),
         ({"FERRY_SHUTDOWN_GRACE_SECONDS": "-1"}, "FERRY_SHUTDOWN_GRACE_SECONDS: '-1' must be greater than 0"),
         ({"FERRY_LOG_LEVEL": "loud"}, "FERRY_LOG_LEVEL: 'loud' is not one of"),
-        ({"FERRY_AUTH_TOKENS_FILE": "/nonexistent/tokens.yaml"}, "FERRY_AUTH_TOKENS_FILE: file '/nonexistent/tokens.yaml'"),
+        (
+            {"FERRY_AUTH_TOKENS_FILE": "/nonexistent/tokens.yaml"},
+            "FERRY_AUTH_TOKENS_FILE: file '/nonexistent/tokens.yaml'",
+        ),
         ({"FERRY_OBJECT_STORE_URL": "s3://b", "FERRY_S3_ENDPOINT": "nope"}, "FERRY_S3_ENDPOINT: 'nope'"),
     ],
 )

@@ -27,8 +27,8 @@ from ferry_common.errors import PermissionDenied, Unauthenticated
 
 __all__ = [
     "ANONYMOUS",
-    "Principal",
     "ROLES",
+    "Principal",
     "TokenTable",
     "current_actor",
     "current_principal",
@@ -52,7 +52,11 @@ _DATA_PLANE_METHODS = frozenset(
         "ModelStreamInfer",
     }
 )
-_EXEMPT_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")
+_EXEMPT_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,7 @@ class Principal:
     role: str
 
 
-current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "ferry_principal", default=None
-)
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("ferry_principal", default=None)
 
 
 def current_actor() -> str:
@@ -135,6 +137,4 @@ class TokenTable:
     def authorize(self, principal: Principal, method: str) -> None:
         needed = required_role(method)
         if ROLES[principal.role] < ROLES[needed]:
-            raise PermissionDenied(
-                f"{principal.identity!r} has role {principal.role!r}; {method} needs {needed!r}"
-            )
+            raise PermissionDenied(f"{principal.identity!r} has role {principal.role!r}; {method} needs {needed!r}")

@@ -77,10 +77,10 @@ def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
 
 
 class _DefaultsInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]
 ):
     """Adds the bearer token, and the default deadline on unary-response calls."""
 

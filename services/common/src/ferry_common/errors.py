@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import grpc
 
 __all__ = [
+    "STATUS_CODES",
     "Aborted",
     "AlreadyExists",
     "FailedPrecondition",
@@ -20,7 +21,6 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",
-    "STATUS_CODES",
     "Unauthenticated",
     "Unavailable",
     "status_code_for",
@@ -90,7 +90,7 @@ STATUS_CODES: Mapping[type[Exception], grpc.StatusCode] = {
 def status_code_for(error: BaseException) -> grpc.StatusCode | None:
     """The status of a known error, or ``None`` for an unexpected one."""
     for cls in type(error).__mro__:
-        code = STATUS_CODES.get(cls)  # type: ignore[call-overload]
+        code = STATUS_CODES.get(cls)
         if code is not None:
             return code
     return None

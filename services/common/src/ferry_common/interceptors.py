@@ -29,7 +29,7 @@ _QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 Behavior = Callable[..., Any]
 
 
-def _wrap_handler(handler: grpc.RpcMethodHandler | None, method: str, around: Callable[..., Any]) -> Any:
+def _wrap_handler(handler: Any, method: str, around: Callable[..., Any]) -> Any:
     """Rebuild ``handler`` with each behaviour wrapped by ``around``."""
     if handler is None:
         return None
@@ -74,7 +74,7 @@ def _trace_id() -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
+class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Maps domain errors to statuses and logs one line per RPC.
 
     Unexpected exceptions become INTERNAL with a generic message; the traceback is
@@ -83,11 +83,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(handler_call_details)
-        wrapped: grpc.RpcMethodHandler = _wrap_handler(handler, handler_call_details.method, self._around)
+        wrapped: Any = _wrap_handler(handler, handler_call_details.method, self._around)
         return wrapped
 
     def _around(self, behavior: Behavior, method: str, streaming: bool) -> Behavior:
@@ -155,7 +155,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return unary_behavior
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Checks the bearer token and role, and records the caller's identity."""
 
     def __init__(self, tokens: auth.TokenTable) -> None:
@@ -163,15 +163,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if auth.is_exempt(method):
             return handler
         metadata = handler_call_details.invocation_metadata
-        wrapped: grpc.RpcMethodHandler = _wrap_handler(
+        wrapped: Any = _wrap_handler(
             handler, method, lambda behavior, _m, streaming: self._around(behavior, method, metadata, streaming)
         )
         return wrapped
@@ -196,4 +196,3 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return await _call_unary(behavior, request, context)
 
         return unary_behavior
-

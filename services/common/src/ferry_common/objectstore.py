@@ -301,5 +301,3 @@ def open_object_store(settings: Settings) -> ObjectStore:
     if parsed.scheme == "file":
         return LocalObjectStore(pathlib.Path(unquote(parsed.path)))
     return S3ObjectStore(settings.s3, parsed.netloc, parsed.path)
-
-

@@ -66,7 +66,7 @@ class RunningServer:
 
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped)
     definition: ServiceDefinition
     tracer_provider: TracerProvider
     service_names: Sequence[str]
@@ -123,7 +123,7 @@ async def start_server(
     definition = await build(settings, provider)
     definition.register(server)
 
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
@@ -141,7 +141,9 @@ async def start_server(
         await hook()
     for name in ("", *definition.service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    _log.info("serving", address=target, port=port, tls=credentials is not None, services=list(definition.service_names))
+    _log.info(
+        "serving", address=target, port=port, tls=credentials is not None, services=list(definition.service_names)
+    )
     return RunningServer(server, port, health_servicer, definition, provider, names)
 
 

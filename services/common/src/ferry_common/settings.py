@@ -199,9 +199,7 @@ def _object_store_url(raw: str) -> str:
         return raw
     if parsed.scheme == "s3" and parsed.netloc:
         return raw
-    raise SettingsError(
-        f"FERRY_OBJECT_STORE_URL: {raw!r} is not file:///path or s3://bucket[/prefix]"
-    )
+    raise SettingsError(f"FERRY_OBJECT_STORE_URL: {raw!r} is not file:///path or s3://bucket[/prefix]")
 
 
 def _choice(key: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -232,9 +230,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Set
         for name, default in DEFAULT_ADDRESSES.items()
     }
     state_dir = pathlib.Path(env.get("FERRY_STATE_DIR") or "./.ferry").expanduser().resolve()
-    object_store_url = _object_store_url(
-        env.get("FERRY_OBJECT_STORE_URL") or (state_dir / "objects").as_uri()
-    )
+    object_store_url = _object_store_url(env.get("FERRY_OBJECT_STORE_URL") or (state_dir / "objects").as_uri())
     s3 = S3Settings(
         endpoint=env.get("FERRY_S3_ENDPOINT", "127.0.0.1:9000"),
         access_key=env.get("FERRY_S3_ACCESS_KEY", "minioadmin"),
@@ -281,8 +277,6 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None) -> Set
         shutdown_grace_seconds=_positive_float(
             "FERRY_SHUTDOWN_GRACE_SECONDS", env.get("FERRY_SHUTDOWN_GRACE_SECONDS", "10")
         ),
-        call_timeout_seconds=_positive_float(
-            "FERRY_CALL_TIMEOUT_SECONDS", env.get("FERRY_CALL_TIMEOUT_SECONDS", "30")
-        ),
+        call_timeout_seconds=_positive_float("FERRY_CALL_TIMEOUT_SECONDS", env.get("FERRY_CALL_TIMEOUT_SECONDS", "30")),
         extra=extra,
     )

@@ -40,11 +40,12 @@ class ServiceThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"ferry-{settings.service}", daemon=True)
         self._running: RunningServer | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
-        assert self._running is not None, "service not started"
-        return self._running.port
+        assert self._port is not None, "service not started"
+        return self._port
 
     @property
     def target(self) -> str:
@@ -60,6 +61,7 @@ class ServiceThread:
             start_server(self.settings, self._build, address=self._address), self._loop
         )
         self._running = future.result(timeout=60)
+        self._port = self._running.port
         return self
 
     def stop(self, grace: float = 5.0) -> None:

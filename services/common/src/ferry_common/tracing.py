@@ -64,9 +64,11 @@ def configure_tracing(settings: Settings) -> TracerProvider:
 
 
 def server_interceptor(provider: TracerProvider) -> Any:
-    return aio_server_interceptor(tracer_provider=provider, filter_=_UNTRACED)
+    return aio_server_interceptor(tracer_provider=provider, filter_=_UNTRACED)  # type: ignore[no-untyped-call]
 
 
 def client_interceptors(provider: TracerProvider) -> list[Any]:
-    interceptors: list[Any] = aio_client_interceptors(tracer_provider=provider, filter_=_UNTRACED)
+    interceptors: list[Any] = aio_client_interceptors(  # type: ignore[no-untyped-call]
+        tracer_provider=provider, filter_=_UNTRACED
+    )
     return interceptors

@@ -1,0 +1,1 @@
+"""Ferry's Python client library and the ``ferry`` command line."""
