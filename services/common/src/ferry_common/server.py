@@ -49,12 +49,16 @@ class ServiceDefinition:
         service_names: full names of the services registered, for health and reflection.
         on_stop: run after the drain, in order (close databases, stop subprocesses).
         on_start: run once the server is listening (start background tasks).
+        on_drain: run when the drain begins, before waiting for in-flight calls (end
+            long-lived streams such as watches, which would otherwise hold the drain
+            for the whole grace period).
     """
 
     register: Callable[[grpc.aio.Server], None]
     service_names: Sequence[str]
     on_stop: list[Cleanup] = field(default_factory=list)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_drain: list[Cleanup] = field(default_factory=list)
 
 
 Build = Callable[[Settings, TracerProvider], Awaitable[ServiceDefinition]]
@@ -74,7 +78,15 @@ class RunningServer:
     async def stop(self, grace: float) -> None:
         """Refuse new calls, let in-flight calls finish within ``grace``, clean up."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        # Stop accepting first, then end long-lived streams, so that a watcher that
+        # reconnects at once is refused instead of opening a stream the drain waits on.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0)
+        for hook in self.definition.on_drain:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        await stopping
         for cleanup in self.definition.on_stop:
             result = cleanup()
             if inspect.isawaitable(result):

@@ -1,1 +1,1 @@
-"""Ferry registry service: Model registry: versions, aliases with compare-and-set, audit history, rollback, lineage, watch."""
+"""Ferry registry service: model versions, aliases with compare-and-set, audit history, rollback, lineage, watch."""

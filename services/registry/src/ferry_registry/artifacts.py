@@ -1,0 +1,121 @@
+"""Model artifacts in the object store: the key layout and async streaming helpers.
+
+Key layout (relative to ``FERRY_OBJECT_STORE_URL``)::
+
+    models/{model}/versions/{version}/artifact.onnx   (ARTIFACT_FORMAT_ONNX)
+    models/{model}/versions/{version}/artifact.pt     (ARTIFACT_FORMAT_TORCHSCRIPT)
+
+The object store interface is synchronous; these helpers run it in threads and bridge
+it to the async gRPC streams without buffering more than one chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from urllib.parse import unquote
+
+from ferry_common.errors import ResourceExhausted
+from ferry_common.logs import get_logger
+from ferry_common.objectstore import ObjectInfo, ObjectStore
+from ferry_registry.domain import ArtifactFormat
+
+__all__ = ["ArtifactStore", "artifact_key"]
+
+_log = get_logger("ferry.registry.artifacts")
+
+
+def artifact_key(model_id: str, version: int, fmt: ArtifactFormat) -> str:
+    """Where the registry stores the artifact of an uploaded version."""
+    return f"models/{model_id}/versions/{version}/artifact.{fmt.extension}"
+
+
+class ArtifactStore:
+    """The object store, seen from the event loop."""
+
+    def __init__(self, objects: ObjectStore, max_bytes: int) -> None:
+        self._objects = objects
+        self._max_bytes = max_bytes
+        # uri("x") minus "x": every object of this store has a URI starting with it.
+        self._uri_prefix = objects.uri("x")[:-1]
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._objects.check)
+
+    def key_for_uri(self, uri: str) -> str | None:
+        """The key of ``uri`` when it names an object of this store, else ``None``."""
+        if not uri.startswith(self._uri_prefix):
+            return None
+        key = uri[len(self._uri_prefix) :]
+        return unquote(key) if uri.startswith("file:") else key
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes]) -> ObjectInfo:
+        """Write ``key`` from an async stream of chunks (ResourceExhausted past the limit).
+
+        The object store pulls chunks from a thread, one at a time, so memory holds one
+        chunk whatever the size. If the caller is cancelled (the client went away), the
+        pull fails, so the store discards the partial object instead of completing it.
+        """
+        loop = asyncio.get_running_loop()
+        limit = self._max_bytes
+        abandoned = threading.Event()
+        pending: list[concurrent.futures.Future[bytes | None]] = []
+
+        async def next_chunk() -> bytes | None:
+            return await anext(chunks, None)
+
+        def pull() -> Iterator[bytes]:
+            received = 0
+            while True:
+                if abandoned.is_set():
+                    raise ConnectionAbortedError(f"upload of {key!r} abandoned by the caller")
+                future = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+                pending[:] = [future]
+                chunk = future.result()
+                if chunk is None:
+                    return
+                received += len(chunk)
+                if received > limit:
+                    raise ResourceExhausted(
+                        f"chunk: artifact is larger than FERRY_REGISTRY_MAX_ARTIFACT_BYTES ({limit} bytes)",
+                        field="chunk",
+                    )
+                yield chunk
+
+        writer = asyncio.ensure_future(asyncio.to_thread(self._objects.put_chunks, key, pull()))
+        try:
+            return await asyncio.shield(writer)
+        except asyncio.CancelledError:
+            abandoned.set()
+            for future in pending:
+                future.cancel()
+            # Let the writer thread finish (or fail) before the caller cleans up, so no
+            # object can land after the caller has deleted the key.
+            with contextlib.suppress(BaseException):
+                await writer
+            raise
+
+    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
+        """Open ``key`` (NotFound when absent) and return its chunks as an async stream."""
+        source = await asyncio.to_thread(self._objects.iter_chunks, key)
+        return _chunks(source)
+
+    async def delete(self, key: str) -> None:
+        """Delete an object; failures are logged, not raised (the metadata is already gone)."""
+        try:
+            await asyncio.to_thread(self._objects.delete, key)
+        except Exception as error:  # an orphaned object must not fail the RPC
+            _log.warning("artifact not deleted", key=key, error=str(error))
+
+
+async def _chunks(source: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
+    try:
+        while (chunk := await asyncio.to_thread(next, source, None)) is not None:
+            yield chunk
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
