@@ -47,7 +47,7 @@ test: $(STAMP) ## The whole test suite (starts PostgreSQL first when run as root
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP) ## Start the local stack, walk the lifecycle, stop it
-	$(PY) -m ferry_sdk.demo
+	$(PY) demo/lifecycle.py
 
 up: $(STAMP) ## Start the five services in the background (logs in .ferry/logs)
 	$(VENV)/bin/ferry up

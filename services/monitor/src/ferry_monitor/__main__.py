@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import grpc.aio
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
+
 from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from ferry_common.server import ServiceDefinition, run
 from ferry_common.settings import Settings
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.sdk.trace import TracerProvider
 
 SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 TRACE_SERVICE_NAME = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name

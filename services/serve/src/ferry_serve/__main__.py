@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import grpc.aio
+from opentelemetry.sdk.trace import TracerProvider
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
 from ferry.serve.v1 import serve_pb2, serve_pb2_grpc
 from ferry_common.server import ServiceDefinition, run
 from ferry_common.settings import Settings
-from opentelemetry.sdk.trace import TracerProvider
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 SERVICE_NAME = serve_pb2.DESCRIPTOR.services_by_name["ServeService"].full_name
 INFERENCE_SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name

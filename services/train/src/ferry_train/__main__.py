@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from ferry.train.v1 import train_pb2, train_pb2_grpc
 from ferry_common.server import ServiceDefinition, run
 from ferry_common.settings import Settings
-from opentelemetry.sdk.trace import TracerProvider
 
 SERVICE_NAME = train_pb2.DESCRIPTOR.services_by_name["TrainService"].full_name
 

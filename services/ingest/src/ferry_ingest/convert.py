@@ -1,0 +1,376 @@
+"""CSV, JSON Lines and Parquet sources -> canonical Parquet + profile, streaming.
+
+One pass: Arrow's streaming reader follows the spool as it grows (parsing on its own
+thread), and each batch goes to the canonical Parquet writer and the profile
+(:mod:`ferry_ingest.parquet_output`), so memory holds a few blocks whatever the file
+size. Empty CSV fields are nulls (as in pandas). Parquet sources are already
+columnar: they are validated and profiled row group by row group and kept byte for
+byte (passthrough), so the version's object is exactly what was uploaded.
+
+Arrow's readers infer column types from the first block. When a later block does
+not fit (an integer column meets ``1.5``, an empty column meets a value), the
+conversion restarts from the top of the spool with that column widened
+(null -> inferred, int64 -> double -> string), a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from ferry_common.errors import InvalidArgument
+from ferry_ingest.domain import DataFormat
+from ferry_ingest.locate import find_csv_problem, find_jsonl_problem
+from ferry_ingest.parquet_output import Progress, canonical_schema, check_column_names, write_parquet
+from ferry_ingest.profile import Profile, ProfileBuilder
+from ferry_ingest.spool import Spool, SpoolReader
+
+__all__ = ["ConvertOptions", "Converted", "convert"]
+
+MAX_RESTARTS = 64
+PARQUET_BATCH_ROWS = 131_072
+# Row groups up to this uncompressed size are decoded whole (faster); larger ones in batches.
+MAX_ROW_GROUP_BYTES = 16 * 1024 * 1024
+# Small read blocks keep Arrow's read-ahead (a few blocks per thread) small; the
+# types come from a larger sample read first (``infer_bytes``).
+READ_BLOCK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to read a source.
+
+    Attributes:
+        field: the request field errors name (``chunk``, ``object.uri``).
+        delimiter: CSV delimiter.
+        infer_bytes: how much of the start of a text source column types are inferred from.
+        max_distinct: profile bound (see :mod:`ferry_ingest.profile`).
+    """
+
+    field: str = "chunk"
+    delimiter: str = ","
+    infer_bytes: int = 16 * 1024 * 1024
+    max_distinct: int = 65_536
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A canonical Parquet file on local disk and its profile.
+
+    ``path`` is the spool itself when the source was kept as is (``passthrough``).
+    """
+
+    path: pathlib.Path
+    schema: pa.Schema
+    profile: Profile
+    passthrough: bool
+
+    @property
+    def row_count(self) -> int:
+        return self.profile.row_count
+
+
+def convert(
+    spool: Spool,
+    fmt: DataFormat,
+    out_dir: pathlib.Path,
+    options: ConvertOptions,
+    progress: Progress | None = None,
+    on_output: Callable[[Spool], None] | None = None,
+) -> Converted:
+    """Turn the (possibly still growing) ``spool`` into canonical Parquet + profile.
+
+    ``on_output`` is told about the growing output file of each conversion attempt
+    (a retry with widened types starts a new one), so it can be uploaded while written.
+
+    Raises:
+        InvalidArgument: empty or malformed source; the message names the line.
+    """
+    if fmt is DataFormat.PARQUET:
+        return _profile_parquet(spool, options, progress)
+    out = out_dir / f"{spool.path.stem}.parquet"
+    text_format: _TextFormat = _CsvFormat(options) if fmt is DataFormat.CSV else _JsonlFormat(options)
+    return _convert_text(spool, out, options, progress, text_format, on_output)
+
+
+def _empty(spool: Spool, options: ConvertOptions) -> InvalidArgument:
+    return InvalidArgument(f"{options.field}: the file is empty ({spool.size} bytes)", field=options.field)
+
+
+def _convert_text(
+    spool: Spool,
+    out: pathlib.Path,
+    options: ConvertOptions,
+    progress: Progress | None,
+    fmt: _TextFormat,
+    on_output: Callable[[Spool], None] | None,
+) -> Converted:
+    sample = _sample(spool, options.infer_bytes)
+    if not sample.strip():
+        spool.wait_closed()
+        if spool.size == 0 or not sample.strip():
+            raise _empty(spool, options)
+    fmt.infer(sample)
+    del sample
+    for _ in range(MAX_RESTARTS):
+        source = spool.reader()
+        try:
+            try:
+                reader = fmt.open(pa.PythonFile(source, mode="r"))
+            except pa.ArrowInvalid as exc:
+                raise fmt.error(spool, exc, None) from None
+            check_column_names(reader.schema, options.field)
+            if any(pa.types.is_binary(f.type) for f in reader.schema):
+                raise fmt.error(spool, pa.ArrowInvalid("invalid UTF-8 data"), reader.schema)
+            output: Spool | None = None
+            if on_output is not None:
+                out.unlink(missing_ok=True)
+                output = Spool(out)
+                on_output(output)
+            try:
+                profile = write_parquet(
+                    _read_ahead(reader, source), reader.schema, out, options.max_distinct, progress, output
+                )
+            except pa.ArrowInvalid as exc:
+                if fmt.widen(spool, exc, reader.schema):
+                    continue
+                raise fmt.error(spool, exc, reader.schema) from None
+        finally:
+            source.close()
+        if profile.row_count == 0:
+            out.unlink(missing_ok=True)
+            raise InvalidArgument(f"{options.field}: the file has no data rows", field=options.field)
+        return Converted(out, canonical_schema(reader.schema), profile, passthrough=False)
+    raise InvalidArgument(f"{options.field}: column types keep changing; give the columns consistent values")
+
+
+def _sample(spool: Spool, size: int) -> bytes:
+    """The first ``size`` bytes of the spool, cut after the last complete line."""
+    with spool.reader() as reader:
+        data = reader.read(size)
+        complete = len(data) < size or not reader.read(1)
+    if complete:
+        return data
+    cut = data.rfind(b"\n")
+    return data[: cut + 1] if cut >= 0 else data
+
+
+_DONE = object()
+
+
+def _read_ahead(reader: pa.RecordBatchReader, source: SpoolReader, depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Parse on a helper thread while the caller writes and profiles (two cores busy)."""
+    batches: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                if stop.is_set():
+                    return
+                batches.put(batch)
+            batches.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            batches.put(exc)
+
+    thread = threading.Thread(target=produce, name="parse", daemon=True)
+    thread.start()
+    try:
+        while (item := batches.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.RecordBatch)
+            yield item
+    finally:
+        stop.set()
+        source.cancel()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                batches.get_nowait()
+            thread.join(timeout=0.05)
+
+
+class _TextFormat:
+    def infer(self, sample: bytes) -> None:
+        raise NotImplementedError
+
+    def open(self, source: pa.PythonFile) -> pa.RecordBatchReader:
+        raise NotImplementedError
+
+    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema) -> bool:
+        raise NotImplementedError
+
+    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> InvalidArgument:
+        raise NotImplementedError
+
+
+_CSV_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to ([^:]+): invalid value '(.*)'", re.S)
+
+
+def _type_of_text(value: str) -> pa.DataType:
+    for parse, type_ in ((int, pa.int64()), (float, pa.float64())):
+        try:
+            parse(value)
+        except ValueError:
+            continue
+        return type_
+    if value in {"true", "false", "True", "False", "TRUE", "FALSE"}:
+        return pa.bool_()
+    return pa.string()
+
+
+class _CsvFormat(_TextFormat):
+    def __init__(self, options: ConvertOptions) -> None:
+        self.options = options
+        self.types: dict[str, pa.DataType] = {}
+
+    def _parse_options(self) -> pacsv.ParseOptions:
+        return pacsv.ParseOptions(delimiter=self.options.delimiter, newlines_in_values=True)
+
+    def _convert_options(self) -> pacsv.ConvertOptions:
+        return pacsv.ConvertOptions(column_types=self.types, strings_can_be_null=True)
+
+    def infer(self, sample: bytes) -> None:
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(sample),
+                parse_options=self._parse_options(),
+                convert_options=self._convert_options(),
+            )
+        except pa.ArrowInvalid:
+            return  # the streaming read reports it, with its line
+        self.types = {f.name: f.type for f in table.schema if not pa.types.is_null(f.type)}
+
+    def open(self, source: pa.PythonFile) -> pa.RecordBatchReader:
+        return pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=False),
+            parse_options=self._parse_options(),
+            convert_options=self._convert_options(),
+        )
+
+    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema) -> bool:
+        match = _CSV_CONVERSION.search(str(exc))
+        if not match:
+            return False
+        name = schema.names[int(match[1])]
+        current, value = schema.field(name).type, match[3]
+        if pa.types.is_null(current):
+            widened = _type_of_text(value)
+        elif pa.types.is_integer(current) and _type_of_text(value) == pa.float64():
+            widened = pa.float64()
+        else:
+            widened = pa.string()
+        if widened == current:
+            return False
+        self.types[name] = widened
+        return True
+
+    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> InvalidArgument:
+        field = self.options.field
+        problem = find_csv_problem(spool.path, self.options.delimiter)
+        if problem is not None:
+            return InvalidArgument(f"{field}: malformed CSV at {problem}", field=field)
+        detail = str(exc).removeprefix("CSV parse error: ")
+        return InvalidArgument(f"{field}: malformed CSV: {detail}", field=field)
+
+
+_JSON_NULL_CHANGE = re.compile(r"Column\(/([^)]*)\) changed from null to (\w+)")
+_JSON_TYPES = {"number": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
+_ARROW_TYPES = {"int64": pa.int64(), "double": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
+
+
+class _JsonlFormat(_TextFormat):
+    def __init__(self, options: ConvertOptions) -> None:
+        self.options = options
+        self.explicit: dict[str, pa.DataType] = {}
+
+    def infer(self, sample: bytes) -> None:
+        try:
+            table = pajson.read_json(pa.BufferReader(sample))
+        except pa.ArrowInvalid:
+            return
+        self.explicit = {f.name: f.type for f in table.schema if not pa.types.is_null(f.type)}
+
+    def open(self, source: pa.PythonFile) -> pa.RecordBatchReader:
+        schema = pa.schema(list(self.explicit.items())) if self.explicit else None
+        return pajson.open_json(
+            source,
+            read_options=pajson.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=False),
+            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+        )
+
+    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema) -> bool:
+        match = _JSON_NULL_CHANGE.search(str(exc))
+        if match and match[2] in _JSON_TYPES and match[1] in schema.names:
+            self.explicit[match[1]] = _JSON_TYPES[match[2]]
+            return True
+        problem = find_jsonl_problem(
+            spool.path,
+            self.options.infer_bytes,
+            set(schema.names),
+            {f.name for f in schema if pa.types.is_integer(f.type)},
+        )
+        if problem is None or problem.column is None or problem.arrow_type not in _ARROW_TYPES:
+            return False
+        widened = _ARROW_TYPES[problem.arrow_type]
+        if self.explicit.get(problem.column) == widened:
+            return False
+        self.explicit.update({f.name: f.type for f in schema if not pa.types.is_null(f.type)})
+        self.explicit[problem.column] = widened
+        return True
+
+    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> InvalidArgument:
+        field = self.options.field
+        known = set(schema.names) if schema is not None else None
+        problem = find_jsonl_problem(spool.path, self.options.infer_bytes if known else None, known)
+        if problem is not None:
+            return InvalidArgument(f"{field}: malformed JSON Lines at {problem}", field=field)
+        detail = str(exc).removeprefix("JSON parse error: ")
+        return InvalidArgument(f"{field}: malformed JSON Lines: {detail}", field=field)
+
+
+def _row_groups(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch | pa.Table]:
+    """Every row, a row group at a time (decoded in parallel), or in batches when a group is large."""
+    metadata = parquet.metadata
+    for index in range(metadata.num_row_groups):
+        if metadata.row_group(index).total_byte_size <= MAX_ROW_GROUP_BYTES:
+            yield parquet.read_row_group(index, use_threads=True)
+        else:
+            yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS // 2, row_groups=[index], use_threads=True)
+
+
+def _profile_parquet(spool: Spool, options: ConvertOptions, progress: Progress | None) -> Converted:
+    field = options.field
+    spool.wait_closed()
+    if spool.size == 0:
+        raise _empty(spool, options)
+    try:
+        # Buffered page reads: a column chunk is not read whole into memory.
+        parquet = pq.ParquetFile(spool.path, buffer_size=1024 * 1024, pre_buffer=False)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidArgument(f"{field}: not a Parquet file ({exc})", field=field) from None
+    with parquet:
+        schema = parquet.schema_arrow
+        check_column_names(schema, field)
+        builder = ProfileBuilder(schema, options.max_distinct)
+        try:
+            for batch in _row_groups(parquet):
+                builder.add(batch)
+                if progress is not None:
+                    progress(builder.row_count)
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidArgument(f"{field}: corrupt Parquet file ({exc})", field=field) from None
+    if builder.row_count == 0:
+        raise InvalidArgument(f"{field}: the file has no data rows", field=field)
+    return Converted(spool.path, schema, builder.result(), passthrough=True)

@@ -1,0 +1,226 @@
+"""Ingest's use of the object store: staged version objects and import sources.
+
+A version's objects live under ``datasets/<dataset>/versions/<n>/`` and a version
+number is only final at commit (see :mod:`ferry_ingest.store`). To keep large
+uploads off the commit's critical path, an object may be *staged*: on S3 its
+multipart upload to the tentative key starts while the data is still arriving, and
+only its last part and completion wait for the commit, which completes it when the
+tentative number won (the usual case) or aborts it and uploads the local copy under
+the number that won. Until completion nothing is visible at the key; an upload
+abandoned by a crash is an incomplete multipart upload that S3 never shows (and a
+bucket lifecycle rule or :meth:`S3ObjectStore.client` housekeeping removes).
+On the local backend an object is simply copied in (atomically) at commit.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from minio.error import S3Error
+
+from ferry_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from ferry_common.objectstore import ObjectStore, S3ObjectStore
+from ferry_common.settings import S3Settings
+from ferry_ingest.spool import Spool, SpoolAborted
+
+# Memory per staged upload is about (parallel + 2) parts; 8 MiB parts allow objects
+# up to 80 GB (S3's 10,000-part limit). Parts go one at a time: the upload follows data
+# still being produced, so more parallel parts buy little and cost memory.
+STAGE_PART_BYTES = 8 * 1024 * 1024
+STAGE_PARALLEL_PARTS = 1
+
+__all__ = [
+    "ObjectSource",
+    "PreparedObject",
+    "StagedObject",
+    "open_object_source",
+    "prepare_object",
+    "stages_uploads",
+]
+
+
+class StagedObject(Protocol):
+    """An upload to a key that becomes visible only when completed."""
+
+    def complete(self) -> None:
+        """Make the object visible at its key (raises if the upload failed)."""
+
+    def abort(self) -> None:
+        """Give the upload up; nothing becomes visible."""
+
+
+class HeldReader(Protocol):
+    """A reader whose end of file waits for :meth:`release_eof` (or raises after :meth:`cancel`)."""
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def release_eof(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _S3StagedUpload:
+    """A multipart upload fed by a reader whose end of file is held back."""
+
+    def __init__(self, store: S3ObjectStore, key: str, reader: HeldReader) -> None:
+        self._store = store
+        self._key = key
+        self._reader = reader
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"stage {key}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        name = f"{self._store.prefix}/{self._key}" if self._store.prefix else self._key
+        try:
+            self._store.client.put_object(
+                self._store.bucket,
+                name,
+                self._reader,  # type: ignore[arg-type]  # a file-like reader
+                length=-1,
+                part_size=STAGE_PART_BYTES,
+                num_parallel_uploads=STAGE_PARALLEL_PARTS,
+            )
+        except BaseException as exc:  # reported by complete()
+            self._error = exc
+        finally:
+            self._reader.close()
+
+    def complete(self) -> None:
+        self._reader.release_eof()
+        self._thread.join()
+        if self._error is not None:
+            raise Unavailable(
+                f"object store {self._store.endpoint}: writing {self._key!r} failed: {self._error}"
+            ) from None
+
+    def abort(self) -> None:
+        self._reader.cancel()
+        self._thread.join()
+
+
+@dataclass
+class PreparedObject:
+    """One object of a version being written.
+
+    Attributes:
+        relkey: key under the version prefix (``data.parquet``, ``splits/train.parquet``).
+        path: the complete local file (the source of truth for a re-upload).
+        staged: an upload already under way to the tentative version's key, if any.
+    """
+
+    relkey: str
+    path: pathlib.Path
+    staged: StagedObject | None = None
+
+    def discard_stage(self) -> None:
+        if self.staged is not None:
+            self.staged.abort()
+            self.staged = None
+
+
+def stages_uploads(store: ObjectStore) -> bool:
+    """Whether objects for ``store`` are uploaded ahead of the commit (S3)."""
+    return isinstance(store, S3ObjectStore)
+
+
+def prepare_object(
+    store: ObjectStore, relkey: str, path: pathlib.Path, tentative_key: str | None, spool: Spool | None = None
+) -> PreparedObject:
+    """Start staging ``path`` at ``tentative_key`` when the backend gains from it.
+
+    ``spool`` is the growing file ``path`` belongs to, when it is still being
+    written; the staged upload then follows it.
+    """
+    if tentative_key is None or not isinstance(store, S3ObjectStore):
+        return PreparedObject(relkey, path)
+    reader: HeldReader = spool.reader(hold_eof=True) if spool is not None else _FileReader(path)
+    return PreparedObject(relkey, path, _S3StagedUpload(store, tentative_key, reader))
+
+
+class _FileReader:
+    """A plain file reader with the hold/cancel interface of :class:`SpoolReader`."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self._file = path.open("rb")
+        self._gate = threading.Event()
+        self.cancelled = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if not data:
+            self._gate.wait()
+            if self.cancelled:
+                raise SpoolAborted("staged upload cancelled")
+        return data
+
+    def release_eof(self) -> None:
+        self._gate.set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._gate.set()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# --------------------------------------------------------------------- import sources
+
+
+@dataclass(frozen=True)
+class ObjectSource:
+    """An object named by an import's ``object.uri``."""
+
+    uri: str
+    chunks: Iterator[bytes]
+    extension: str
+
+
+def open_object_source(
+    uri: str, s3: S3Settings, file_roots: tuple[pathlib.Path, ...], field: str = "object.uri"
+) -> ObjectSource:
+    """Open ``s3://bucket/key`` (through the configured S3 endpoint) or ``file:///path``.
+
+    Raises:
+        InvalidArgument: not such a URI.
+        NotFound: the object or file does not exist.
+        PermissionDenied: a ``file://`` path outside ``FERRY_INGEST_IMPORT_FILE_ROOTS``.
+    """
+    parsed = urlparse(uri)
+    extension = pathlib.PurePosixPath(unquote(parsed.path)).suffix.lower().lstrip(".")
+    if parsed.scheme == "s3":
+        bucket, key = parsed.netloc, unquote(parsed.path).lstrip("/")
+        if not bucket or not key:
+            raise InvalidArgument(f"{field}: {uri!r} is not of the form s3://bucket/key", field=field)
+        store = S3ObjectStore(s3, bucket)
+        try:
+            store.client.stat_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"}:
+                raise NotFound(f"{field}: {uri!r} not found at {s3.endpoint}", field=field) from None
+            raise Unavailable(f"{field}: reading {uri!r} from {s3.endpoint} failed: {exc.code}") from None
+        return ObjectSource(uri, store.iter_chunks(key, 4 * 1024 * 1024), extension)
+    if parsed.scheme == "file":
+        path = pathlib.Path(unquote(parsed.path)).resolve()
+        if file_roots and not any(path == root or root in path.parents for root in file_roots):
+            raise PermissionDenied(
+                f"{field}: {uri!r} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field
+            )
+        if not path.is_file():
+            raise NotFound(f"{field}: {uri!r} does not exist or is not a file", field=field)
+        return ObjectSource(uri, _file_chunks(path), extension)
+    raise InvalidArgument(f"{field}: {uri!r} is not an s3:// or file:// URI", field=field)
+
+
+def _file_chunks(path: pathlib.Path, size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(size):
+            yield chunk

@@ -1,0 +1,186 @@
+"""Canonical Parquet writing: batches in, row groups out, profiled on the way.
+
+Canonical Parquet: zstd-compressed, row groups of up to 131,072 rows, dictionary pages
+for string columns only, Arrow types, all-null columns typed ``string``. The output can
+be written through a :class:`~ferry_ingest.spool.Spool` so that an upload follows it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import pathlib
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ferry_common.errors import InvalidArgument
+from ferry_ingest.memory import release_free_memory
+from ferry_ingest.profile import Profile, ProfileBuilder
+from ferry_ingest.spool import Spool
+
+__all__ = [
+    "PARQUET_COMPRESSION",
+    "ParquetOutput",
+    "Progress",
+    "canonical_schema",
+    "check_column_names",
+    "write_parquet",
+]
+
+PARQUET_COMPRESSION = "zstd"
+ROW_GROUP_ROWS = 131_072
+TRIM_EVERY_GROUPS = 16
+
+Progress = Callable[[int], None]
+
+
+def canonical_schema(schema: pa.Schema) -> pa.Schema:
+    """The stored schema: all-null (``null``) columns become ``string``."""
+    return pa.schema(
+        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema], metadata=schema.metadata
+    )
+
+
+def check_column_names(schema: pa.Schema, field: str) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(schema.names, start=1):
+        if not name.strip():
+            raise InvalidArgument(f"{field}: column {index} has an empty name", field=field)
+        if name in seen:
+            raise InvalidArgument(f"{field}: duplicate column name {name!r}", field=field)
+        seen.add(name)
+
+
+class _SpoolSink:
+    """A write-only file object appending to a :class:`Spool` in 1 MiB pieces."""
+
+    def __init__(self, spool: Spool, piece: int = 1024 * 1024) -> None:
+        self._spool = spool
+        self._piece = piece
+        self._buffer = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        if len(self._buffer) >= self._piece:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._spool.write(bytes(self._buffer))
+            self._buffer.clear()
+
+    def tell(self) -> int:
+        return self._spool.size + len(self._buffer)
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+
+
+class ParquetOutput:
+    """A canonical Parquet file being written batch by batch, profiled on the way.
+
+    With ``spool``, the file is written through that growing file, so a reader (an
+    S3 upload) can follow it while it is written.
+    """
+
+    def __init__(self, path: pathlib.Path, schema: pa.Schema, max_distinct: int, spool: Spool | None = None) -> None:
+        self.path = path
+        self.schema = canonical_schema(schema)
+        self._spool = spool
+        self._sink = _SpoolSink(spool) if spool is not None else None
+        # Dictionary pages pay off for strings; for numbers they mostly cost a fallback.
+        dictionary = [f.name for f in self.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        self._writer = pq.ParquetWriter(
+            pa.PythonFile(self._sink, mode="w") if self._sink is not None else path,
+            self.schema,
+            compression=PARQUET_COMPRESSION,
+            use_dictionary=dictionary or False,
+        )
+        self.builder = ProfileBuilder(self.schema, max_distinct)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._written = 0
+        self._groups = 0
+        self._profiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="profile-stage")
+        self._profiling: concurrent.futures.Future[None] | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Buffer ``batch``; full row groups are written and profiled as they fill."""
+        if batch.schema != self.schema:
+            columns = zip(batch.columns, self.schema, strict=True)
+            batch = pa.RecordBatch.from_arrays(
+                [col.cast(f.type) if col.type != f.type else col for col, f in columns], schema=self.schema
+            )
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._pending, self._pending_rows = [], 0
+        # The row group is profiled on a helper thread while it is encoded here.
+        self._wait_profile()
+        self._profiling = self._profiler.submit(self.builder.add, table)
+        self._written += table.num_rows
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._groups += 1
+        if self._groups % TRIM_EVERY_GROUPS == 0:
+            release_free_memory()  # keeps a long conversion's resident memory flat
+
+    def _wait_profile(self) -> None:
+        if self._profiling is not None:
+            profiling, self._profiling = self._profiling, None
+            profiling.result()
+
+    @property
+    def row_count(self) -> int:
+        return self._written + self._pending_rows
+
+    def close(self) -> Profile:
+        self.flush()
+        self._writer.close()
+        if self._sink is not None and self._spool is not None:
+            self._sink.close()
+            self._spool.close()
+        self._wait_profile()
+        self._profiler.shutdown()
+        return self.builder.result()
+
+    def abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait_profile()
+        self._profiler.shutdown()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        if self._spool is not None:
+            self._spool.fail(RuntimeError("conversion abandoned"))
+        self.path.unlink(missing_ok=True)
+
+
+def write_parquet(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: pathlib.Path, max_distinct: int,
+    progress: Progress | None = None, spool: Spool | None = None,
+) -> Profile:
+    """Write ``batches`` to a canonical Parquet file at ``path``; return its profile."""
+    output = ParquetOutput(path, schema, max_distinct, spool)
+    try:
+        for batch in batches:
+            output.write(batch)
+            if progress is not None:
+                progress(output.row_count)
+        return output.close()
+    except BaseException:
+        output.abandon()
+        raise

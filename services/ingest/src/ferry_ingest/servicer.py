@@ -1,0 +1,186 @@
+"""gRPC servicer of ``ferry.ingest.v1.IngestService``: parse, validate, delegate."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from ferry.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from ferry_common.errors import InvalidArgument
+from ferry_common.names import (
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    parse_label_filter,
+    parse_name,
+    validate_id,
+)
+from ferry_ingest.domain import DataFormat, DatasetVersion
+from ferry_ingest.messages import (
+    data_format,
+    dataset_to_proto,
+    profile_to_proto,
+    recipe_from_proto,
+    version_to_proto,
+)
+from ferry_ingest.service import ImportProgress, IngestService, NewVersion, SqlSource, UploadHeader
+
+__all__ = ["IngestServicer"]
+
+_VERSION_PATTERN = "datasets/{dataset}/versions/{version}"
+
+
+def _version_ref(field: str, name: str, *, latest: bool = True) -> tuple[str, int | None]:
+    """``(dataset, version)`` of ``datasets/x/versions/3`` (``latest`` gives None)."""
+    parts = parse_name(field, name, _VERSION_PATTERN)
+    version = parts["version"]
+    if version == "latest" and latest:
+        return parts["dataset"], None
+    if not version.isdigit() or int(version) < 1:
+        allowed = "a version number or latest" if latest else "a version number"
+        raise InvalidArgument(f"{field}: {name!r}: {version!r} is not {allowed}", field=field)
+    return parts["dataset"], int(version)
+
+
+def _new_version(field_prefix: str, request: Any) -> dict[str, Any]:
+    return {
+        "dataset_id": validate_id(f"{field_prefix}dataset_id", request.dataset_id),
+        "description": request.description,
+        "labels": dict(request.labels),
+        "request_id": request.request_id,
+    }
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    """Maps requests to :class:`IngestService` calls and results to messages."""
+
+    def __init__(self, service: IngestService) -> None:
+        self._service = service
+
+    async def UploadDataset(
+        self, request_iterator: AsyncIterator[ingest_pb2.UploadDatasetRequest], context: Any
+    ) -> ingest_pb2.DatasetVersion:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise InvalidArgument("header: the first message must carry the header", field="header")
+        header = first.header
+        delimiter = header.csv.delimiter or ","
+        if len(delimiter) != 1:
+            raise InvalidArgument(f"header.csv.delimiter: {delimiter!r} is not one character",
+                                  field="header.csv.delimiter")
+        fmt = data_format(header.format, "header.format")
+        assert fmt is not None
+        upload = UploadHeader(**_new_version("header.", header), format=fmt, delimiter=delimiter)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            number = 1
+            async for message in request_iterator:
+                number += 1
+                if message.WhichOneof("payload") == "header":
+                    raise InvalidArgument(
+                        f"header: only the first message may carry the header (message {number} does)",
+                        field="header",
+                    )
+                if message.chunk:
+                    yield message.chunk
+
+        return version_to_proto(await self._service.upload(upload, chunks()))
+
+    async def ImportDataset(
+        self, request: ingest_pb2.ImportDatasetRequest, context: Any
+    ) -> AsyncIterator[ingest_pb2.ImportDatasetResponse]:
+        new = NewVersion(**_new_version("", request))
+        source = request.WhichOneof("source")
+        events: AsyncIterator[ImportProgress | DatasetVersion]
+        if source == "sql":
+            if not request.sql.url:
+                raise InvalidArgument("sql.url: a SQLAlchemy URL is required", field="sql.url")
+            events = self._service.import_sql(new, SqlSource(request.sql.url, request.sql.query))
+        elif source == "object":
+            if not request.object.uri:
+                raise InvalidArgument("object.uri: a URI is required", field="object.uri")
+            fmt = data_format(request.object.format, "object.format", required=False)
+            events = self._service.import_object(new, request.object.uri, fmt)
+        else:
+            raise InvalidArgument("source: set sql or object", field="source")
+        async for event in events:
+            if isinstance(event, ImportProgress):
+                yield ingest_pb2.ImportDatasetResponse(
+                    progress=ingest_pb2.ImportProgress(rows=event.rows, bytes=event.bytes)
+                )
+            else:
+                yield ingest_pb2.ImportDatasetResponse(dataset_version=version_to_proto(event))
+
+    async def TransformDataset(
+        self, request: ingest_pb2.TransformDatasetRequest, context: Any
+    ) -> ingest_pb2.DatasetVersion:
+        source_id, source_version = _version_ref("source", request.source)
+        new = NewVersion(**_new_version("", request))
+        recipe = recipe_from_proto(request.recipe)
+        return version_to_proto(await self._service.transform(new, source_id, source_version, recipe))
+
+    async def GetDataset(self, request: ingest_pb2.GetDatasetRequest, context: Any) -> ingest_pb2.Dataset:
+        dataset_id = parse_name("name", request.name, "datasets/{dataset}")["dataset"]
+        return dataset_to_proto(await self._service.get_dataset(dataset_id))
+
+    async def ListDatasets(
+        self, request: ingest_pb2.ListDatasetsRequest, context: Any
+    ) -> ingest_pb2.ListDatasetsResponse:
+        size = page_size(request.page_size)
+        labels = parse_label_filter(request.filter)
+        token = decode_page_token(request.page_token) or {}
+        datasets, after = await self._service.list_datasets(size, token.get("after"), labels)
+        return ingest_pb2.ListDatasetsResponse(
+            datasets=[dataset_to_proto(d) for d in datasets],
+            next_page_token=encode_page_token({"after": after}) if after is not None else "",
+        )
+
+    async def GetDatasetVersion(
+        self, request: ingest_pb2.GetDatasetVersionRequest, context: Any
+    ) -> ingest_pb2.DatasetVersion:
+        dataset_id, version = _version_ref("name", request.name)
+        return version_to_proto(await self._service.get_version(dataset_id, version))
+
+    async def ListDatasetVersions(
+        self, request: ingest_pb2.ListDatasetVersionsRequest, context: Any
+    ) -> ingest_pb2.ListDatasetVersionsResponse:
+        dataset_id = parse_name("parent", request.parent, "datasets/{dataset}")["dataset"]
+        size = page_size(request.page_size)
+        token = decode_page_token(request.page_token) or {}
+        before = token.get("before")
+        if before is not None and not isinstance(before, int):
+            raise InvalidArgument(f"page_token: {request.page_token!r} is not a token this service issued",
+                                  field="page_token")
+        versions, last = await self._service.list_versions(dataset_id, size, before)
+        return ingest_pb2.ListDatasetVersionsResponse(
+            dataset_versions=[version_to_proto(v) for v in versions],
+            next_page_token=encode_page_token({"before": last}) if last is not None else "",
+        )
+
+    async def ReadDataset(
+        self, request: ingest_pb2.ReadDatasetRequest, context: Any
+    ) -> AsyncIterator[ingest_pb2.ReadDatasetResponse]:
+        dataset_id, version = _version_ref("name", request.name)
+        fmt = data_format(request.format, "format", required=False) or DataFormat.PARQUET
+        if fmt is DataFormat.JSONL:
+            raise InvalidArgument("format: ReadDataset streams DATA_FORMAT_PARQUET or DATA_FORMAT_CSV", field="format")
+        columns = list(request.columns)
+        if len(set(columns)) != len(columns):
+            raise InvalidArgument("columns: a column is listed twice", field="columns")
+        async for chunk in self._service.read(dataset_id, version, columns, request.split, fmt):
+            yield ingest_pb2.ReadDatasetResponse(chunk=chunk)
+
+    async def GetProfile(self, request: ingest_pb2.GetProfileRequest, context: Any) -> ingest_pb2.Profile:
+        dataset_id, version = _version_ref("name", request.name)
+        found, profile = await self._service.get_profile(dataset_id, version, request.split)
+        return profile_to_proto(found.name, request.split, profile)
+
+    async def DeleteDatasetVersion(
+        self, request: ingest_pb2.DeleteDatasetVersionRequest, context: Any
+    ) -> empty_pb2.Empty:
+        dataset_id, version = _version_ref("name", request.name, latest=False)
+        assert version is not None
+        await self._service.delete_version(dataset_id, version)
+        return empty_pb2.Empty()

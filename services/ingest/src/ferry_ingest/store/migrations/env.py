@@ -1,0 +1,15 @@
+"""Alembic environment of the ingest database (run programmatically at start)."""
+
+from alembic import context
+
+from ferry_ingest.store.rows import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    version_table="alembic_version_ingest",  # store.sql._VERSION_TABLE
+    render_as_batch=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

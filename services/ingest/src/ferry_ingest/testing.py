@@ -1,0 +1,111 @@
+"""Client-side helpers for ingest tests and benchmarks (no pytest needed).
+
+:class:`Ingest` wraps a stub of a running server with upload/read helpers and knows
+how standard tools reach the stored objects (pyarrow on the bucket or the directory).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import grpc
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ferry.ingest.v1 import ingest_pb2 as pb
+from ferry.ingest.v1 import ingest_pb2_grpc as pbg
+from ferry_common.settings import Settings
+
+__all__ = ["FORMATS", "Ingest", "csv_bytes", "rpc_error", "upload_requests"]
+
+FORMATS = {"csv": pb.DATA_FORMAT_CSV, "parquet": pb.DATA_FORMAT_PARQUET, "jsonl": pb.DATA_FORMAT_JSONL}
+
+
+@dataclass
+class Ingest:
+    """A running ingest server and what tests need to reach its data."""
+
+    stub: pbg.IngestServiceStub
+    settings: Settings
+    backend: str
+
+    def upload(
+        self,
+        dataset_id: str,
+        data: bytes,
+        fmt: str = "csv",
+        *,
+        chunk_size: int = 64 * 1024,
+        request_id: str = "",
+        description: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> pb.DatasetVersion:
+        version: pb.DatasetVersion = self.stub.UploadDataset(
+            upload_requests(dataset_id, data, fmt, chunk_size, request_id, description, labels or {}), timeout=120
+        )
+        return version
+
+    def read(self, name: str, *, fmt: str = "parquet", columns: Iterable[str] = (), split: str = "") -> bytes:
+        request = pb.ReadDatasetRequest(name=name, format=FORMATS[fmt], columns=list(columns), split=split)
+        return b"".join(r.chunk for r in self.stub.ReadDataset(request, timeout=60))
+
+    def read_table(self, name: str, *, columns: Iterable[str] = (), split: str = "") -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read(name, columns=columns, split=split)))
+
+    def filesystem_path(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """Where standard tools read ``uri`` from: the bucket itself, or the local path."""
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            return pafs.LocalFileSystem(), parsed.path
+        s3 = self.settings.s3
+        fs = pafs.S3FileSystem(
+            endpoint_override=s3.endpoint, scheme="http", access_key=s3.access_key, secret_key=s3.secret_key,
+            region="us-east-1",
+        )
+        return fs, f"{parsed.netloc}{parsed.path}"
+
+    def read_from_store(self, uri: str) -> pa.Table:
+        fs, path = self.filesystem_path(uri)
+        return pq.read_table(path, filesystem=fs)
+
+
+def upload_requests(
+    dataset_id: str,
+    data: bytes,
+    fmt: str = "csv",
+    chunk_size: int = 64 * 1024,
+    request_id: str = "",
+    description: str = "",
+    labels: dict[str, str] | None = None,
+) -> Iterator[pb.UploadDatasetRequest]:
+    header = pb.UploadDatasetHeader(
+        dataset_id=dataset_id, format=FORMATS[fmt], request_id=request_id, description=description,
+        labels=labels or {},
+    )
+    yield pb.UploadDatasetRequest(header=header)
+    for start in range(0, len(data), chunk_size):
+        yield pb.UploadDatasetRequest(chunk=data[start : start + chunk_size])
+
+
+def rpc_error(call: Callable[..., Any], *args: Any, **kwargs: Any) -> grpc.RpcError:
+    """The error a call raises (fails the test when it succeeds)."""
+    try:
+        result = call(*args, **kwargs)
+        if hasattr(result, "__iter__") and not isinstance(result, bytes | str):
+            list(result)
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError(f"{call!r} succeeded; an error was expected")
+
+
+def csv_bytes(rows: int = 1000) -> bytes:
+    lines = ["id,score,kind,flag"]
+    for i in range(rows):
+        score = "" if i % 10 == 3 else f"{(i * 37) % 101 / 4}"
+        lines.append(f"{i},{score},{'abc'[i % 3]},{'true' if i % 2 else 'false'}")
+    return ("\n".join(lines) + "\n").encode()

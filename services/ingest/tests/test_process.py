@@ -1,0 +1,242 @@
+"""ferry-ingest as a real process: kill -9 mid-upload, and a 1 GB upload in bounded memory."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from minio import Minio
+
+from ferry.ingest.v1 import ingest_pb2 as pb
+from ferry.ingest.v1 import ingest_pb2_grpc as pbg
+from ferry_common.pytest_plugin import free_port
+from ferry_ingest.testing import rpc_error, upload_requests
+
+BIN = pathlib.Path(sys.executable).parent
+MIB = 1024 * 1024
+
+
+class IngestProcess:
+    """``ferry-ingest`` started as a subprocess on a free loopback port."""
+
+    def __init__(self, state: pathlib.Path, env: dict[str, str]) -> None:
+        self.state = state
+        self.address = f"127.0.0.1:{free_port()}"
+        self.env = {
+            **os.environ,
+            **env,
+            "FERRY_STATE_DIR": str(state),
+            "FERRY_INGEST_ADDRESS": self.address,
+            "OTEL_TRACES_EXPORTER": "none",
+            "FERRY_LOG_FORMAT": "json",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IngestProcess:
+        self.proc = subprocess.Popen(
+            [str(BIN / "ferry-ingest")], env=self.env, cwd=self.state, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(self.address))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "ferry-ingest exited early"
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return self
+            except grpc.RpcError:
+                time.sleep(0.1)
+        raise AssertionError("ferry-ingest never became SERVING")
+
+    def stub(self) -> pbg.IngestServiceStub:
+        options = [("grpc.max_send_message_length", 64 * MIB)]
+        return pbg.IngestServiceStub(grpc.insecure_channel(self.address, options=options))
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def write_csv(path: pathlib.Path, target_bytes: int, seed: int = 0) -> int:
+    """A numeric + categorical CSV of about ``target_bytes``; returns its row count."""
+    rng = np.random.default_rng(seed)
+    schema = pa.schema([("id", pa.int64()), ("x", pa.float64()), ("y", pa.float64()), ("n", pa.int64()),
+                        ("kind", pa.string())])
+    rows, block = 0, 250_000
+    with pacsv.CSVWriter(path, schema) as writer:
+        while path.stat().st_size < target_bytes:
+            writer.write_table(pa.table({
+                "id": np.arange(rows, rows + block),
+                "x": rng.normal(0, 1, block).round(6),
+                "y": rng.exponential(10, block).round(4),
+                "n": rng.integers(0, 1000, block),
+                "kind": pa.array(rng.choice(["alpha", "beta", "gamma"], block)),
+            }, schema=schema))
+            rows += block
+    return rows
+
+
+def file_chunks(path: pathlib.Path, chunk: int) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while data := source.read(chunk):
+            yield data
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    return dict(request.getfixturevalue("s3_env")) if request.param == "s3" else {}
+
+
+@pytest.mark.slow
+def test_kill_9_mid_upload_leaves_nothing_and_the_retry_succeeds(
+    tmp_path: pathlib.Path, backend_env: dict[str, str]
+) -> None:
+    source = tmp_path / "big.csv"
+    rows = write_csv(source, 48 * MIB)
+    state = tmp_path / "state"
+    state.mkdir()
+    server = IngestProcess(state, backend_env).start()
+    try:
+        sent = 0
+
+        def requests() -> Iterator[pb.UploadDatasetRequest]:
+            nonlocal sent
+            header = pb.UploadDatasetHeader(dataset_id="big", format=pb.DATA_FORMAT_CSV, request_id="big-1")
+            yield pb.UploadDatasetRequest(header=header)
+            for chunk in file_chunks(source, MIB):
+                if sent >= 24 * MIB:
+                    server.kill()  # half way through the stream
+                    time.sleep(0.2)
+                sent += len(chunk)
+                yield pb.UploadDatasetRequest(chunk=chunk)
+
+        error = rpc_error(server.stub().UploadDataset, requests(), timeout=120)
+        assert error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+        assert server.proc is not None and server.proc.wait(timeout=30) == -signal.SIGKILL
+        leftovers = list((state / "tmp" / "ingest").iterdir())
+        assert leftovers, "the killed process left its spool behind"
+
+        server = IngestProcess(state, backend_env).start()
+        stub = server.stub()
+        assert not stub.ListDatasets(pb.ListDatasetsRequest()).datasets
+        assert rpc_error(stub.GetDataset, pb.GetDatasetRequest(name="datasets/big")).code() == grpc.StatusCode.NOT_FOUND
+        error = rpc_error(stub.GetDatasetVersion, pb.GetDatasetVersionRequest(name="datasets/big/versions/latest"))
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        assert not any(path.exists() for path in leftovers), "the dead process's scratch files were not swept"
+        assert _stored_keys(state, backend_env) == []
+
+        version = stub.UploadDataset(
+            upload_requests("big", source.read_bytes(), chunk_size=4 * MIB, request_id="big-1"), timeout=300
+        )
+        assert (version.name, version.row_count) == ("datasets/big/versions/1", rows)
+        assert _stored_keys(state, backend_env) == [
+            "datasets/big/versions/1/data.parquet", "datasets/big/versions/1/profile.json",
+        ]
+    finally:
+        server.stop()
+
+
+def _stored_keys(state: pathlib.Path, env: dict[str, str]) -> list[str]:
+    if not env:
+        root = state / "objects"
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    bucket, _, prefix = env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").partition("/")
+    client = Minio(env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
+    names = [o.object_name or "" for o in client.list_objects(bucket, prefix=f"{prefix}/", recursive=True)]
+    return sorted(name.removeprefix(f"{prefix}/") for name in names)
+
+
+@pytest.mark.slow
+def test_one_gigabyte_csv_streams_through_in_under_300_mb_resident(tmp_path: pathlib.Path) -> None:
+    source = tmp_path / "huge.csv"
+    rows = write_csv(source, 1024 * MIB, seed=1)
+    state = tmp_path / "state"
+    state.mkdir()
+    server = IngestProcess(state, {}).start()
+    assert server.proc is not None
+    process = psutil.Process(server.proc.pid)
+    peak, stop = [process.memory_info().rss], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                peak.append(process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        requests = (pb.UploadDatasetRequest(chunk=c) for c in file_chunks(source, 4 * MIB))
+        header = pb.UploadDatasetRequest(header=pb.UploadDatasetHeader(dataset_id="huge", format=pb.DATA_FORMAT_CSV))
+        started = time.monotonic()
+        version = server.stub().UploadDataset(_chain(header, requests), timeout=600)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        sampler.join()
+        server.stop()
+    assert version.row_count == rows
+    print(f"1 GB CSV: peak RSS {max(peak) / 1e6:.0f} MB (from {peak[0] / 1e6:.0f} MB at start), {elapsed:.1f} s")
+    assert max(peak) < 300 * 1_000_000, f"peak RSS {max(peak) / 1e6:.0f} MB (upload took {elapsed:.1f} s)"
+
+
+def _chain(
+    first: pb.UploadDatasetRequest, rest: Iterator[pb.UploadDatasetRequest]
+) -> Iterator[pb.UploadDatasetRequest]:
+    yield first
+    yield from rest
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FERRY_OBJECT_STORE_URL": "s3://ferry", "FERRY_S3_ENDPOINT": "127.0.0.1:1"}, "FERRY_S3_ENDPOINT"),
+        ({"FERRY_INGEST_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"},
+         "FERRY_INGEST_DATABASE_URL"),
+    ],
+)
+def test_a_wrong_backend_fails_fast_naming_it(tmp_path: pathlib.Path, env: dict[str, str], named: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "ferry-ingest")],
+        env={**os.environ, **env, "FERRY_STATE_DIR": str(tmp_path), "OTEL_TRACES_EXPORTER": "none",
+             "FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and named in result.stderr, result.stderr
+    assert "pw" not in result.stderr  # no password in the message
+
+
+def test_a_missing_bucket_fails_fast_naming_it(tmp_path: pathlib.Path, s3_endpoint: str) -> None:
+    env = {"FERRY_OBJECT_STORE_URL": "s3://no-such-bucket/x", "FERRY_S3_ENDPOINT": s3_endpoint}
+    result = subprocess.run(
+        [str(BIN / "ferry-ingest")],
+        env={**os.environ, **env, "FERRY_STATE_DIR": str(tmp_path), "OTEL_TRACES_EXPORTER": "none",
+             "FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "'no-such-bucket'" in result.stderr, result.stderr
