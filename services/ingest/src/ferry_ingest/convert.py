@@ -350,6 +350,37 @@ def _row_groups(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch | pa.Table]:
             yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS // 2, row_groups=[index], use_threads=True)
 
 
+def _prefetch(items: Iterator[pa.RecordBatch | pa.Table], depth: int = 1) -> Iterator[pa.RecordBatch | pa.Table]:
+    """Decode the next row group on a helper thread while the caller profiles this one."""
+    ready: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ready.put(item)
+            ready.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            ready.put(exc)
+
+    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.RecordBatch | pa.Table)
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            thread.join(timeout=0.05)
+
+
 def _profile_parquet(spool: Spool, options: ConvertOptions, progress: Progress | None) -> Converted:
     field = options.field
     spool.wait_closed()
@@ -365,7 +396,7 @@ def _profile_parquet(spool: Spool, options: ConvertOptions, progress: Progress |
         check_column_names(schema, field)
         builder = ProfileBuilder(schema, options.max_distinct)
         try:
-            for batch in _row_groups(parquet):
+            for batch in _prefetch(_row_groups(parquet)):
                 builder.add(batch)
                 if progress is not None:
                     progress(builder.row_count)

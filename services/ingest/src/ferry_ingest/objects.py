@@ -4,7 +4,7 @@ A version's objects live under ``datasets/<dataset>/versions/<n>/`` and a versio
 number is only final at commit (see :mod:`ferry_ingest.store`). To keep large
 uploads off the commit's critical path, an object may be *staged*: on S3 its
 multipart upload to the tentative key starts while the data is still arriving, and
-only its last part and completion wait for the commit, which completes it when the
+only its completion waits for the commit, which completes it when the
 tentative number won (the usual case) or aborts it and uploads the local copy under
 the number that won. Until completion nothing is visible at the key; an upload
 abandoned by a crash is an incomplete multipart upload that S3 never shows (and a
@@ -14,6 +14,8 @@ On the local backend an object is simply copied in (atomically) at commit.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pathlib
 import threading
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
+from minio.datatypes import Part
 from minio.error import S3Error
 
 from ferry_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
@@ -28,11 +31,10 @@ from ferry_common.objectstore import ObjectStore, S3ObjectStore
 from ferry_common.settings import S3Settings
 from ferry_ingest.spool import Spool, SpoolAborted
 
-# Memory per staged upload is about (parallel + 2) parts; 8 MiB parts allow objects
-# up to 80 GB (S3's 10,000-part limit). Parts go one at a time: the upload follows data
-# still being produced, so more parallel parts buy little and cost memory.
+# Memory per staged upload is about two parts; 8 MiB parts allow objects up to 80 GB
+# (S3's 10,000-part limit). Parts go one at a time: the upload follows data still
+# being produced, so parallel parts buy little and cost memory.
 STAGE_PART_BYTES = 8 * 1024 * 1024
-STAGE_PARALLEL_PARTS = 1
 
 __all__ = [
     "ObjectSource",
@@ -78,18 +80,29 @@ class _S3StagedUpload:
         self._thread.start()
 
     def _run(self) -> None:
+        # Every part, the last one included, goes up as soon as its bytes exist (a
+        # read shorter than a part happens only at the end of the data); only the
+        # completion waits for the held end of file, i.e. for the commit.
+        client = self._store.client
+        bucket = self._store.bucket
         name = f"{self._store.prefix}/{self._key}" if self._store.prefix else self._key
+        upload_id = ""
         try:
-            self._store.client.put_object(
-                self._store.bucket,
-                name,
-                self._reader,  # type: ignore[arg-type]  # a file-like reader
-                length=-1,
-                part_size=STAGE_PART_BYTES,
-                num_parallel_uploads=STAGE_PARALLEL_PARTS,
-            )
+            parts: list[Part] = []
+            while data := self._reader.read(STAGE_PART_BYTES):
+                if not upload_id:
+                    upload_id = client._create_multipart_upload(bucket, name, {})
+                etag = client._upload_part(bucket, name, data, None, upload_id, len(parts) + 1)
+                parts.append(Part(len(parts) + 1, etag))
+            if parts:
+                client._complete_multipart_upload(bucket, name, upload_id, parts)
+            else:
+                client.put_object(bucket, name, io.BytesIO(b""), 0)
         except BaseException as exc:  # reported by complete()
             self._error = exc
+            if upload_id:
+                with contextlib.suppress(Exception):
+                    client._abort_multipart_upload(bucket, name, upload_id)
         finally:
             self._reader.close()
 

@@ -122,8 +122,8 @@ class SpoolReader:
     """A file-like reader of a :class:`Spool` (``read``, ``tell``, ``close``).
 
     With ``hold_eof``, the reader does not report end of file when the spool is
-    complete until :meth:`release_eof` is called: an S3 upload reading it keeps its
-    last part (and so the object's completion) back until the version is committed.
+    complete until :meth:`release_eof` is called: an S3 upload reading it keeps the
+    object's completion back until the version is committed.
     :meth:`cancel` makes a blocked or later read raise instead.
     """
 

@@ -35,6 +35,9 @@ class _ColumnAccumulator:
         self.null_count += array.null_count
         if self.numeric is not None:
             values = _as_floats(array)
+            if pa.types.is_integer(array.type):  # no NaN possible
+                self.numeric.add(values)
+                return
             nan = np.isnan(values)
             if nan.any():
                 self.null_count += int(nan.sum())

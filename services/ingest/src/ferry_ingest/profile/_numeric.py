@@ -155,14 +155,14 @@ class NumericAccumulator:
     def _add_sketch(self, values: Floats) -> None:
         low, high = float(values.min()), float(values.max())
         if low > self._min_possible:  # the common all-positive case: no masks, no copies
-            self.positive.add(np.ceil(np.log2(values) * _KEY_MULTIPLIER).astype(np.int64))
+            self.positive.add(_sketch_keys(values))
             return
         positive = values[values > self._min_possible] if high > self._min_possible else values[:0]
         negative = -values[values < -self._min_possible]
         self.zero_count += values.size - positive.size - negative.size
         for store, part in ((self.positive, positive), (self.negative, negative)):
             if part.size:
-                store.add(np.ceil(np.log2(part) * _KEY_MULTIPLIER).astype(np.int64))
+                store.add(_sketch_keys(part))
 
     def _add_fine(self, values: Floats) -> None:
         low, high = float(values.min()), float(values.max())
@@ -179,8 +179,9 @@ class NumericAccumulator:
         elif floor_exp > self.fine_exp:
             self.fine.coarsen(floor_exp - self.fine_exp)
             self.fine_exp = floor_exp
-        keys = np.floor(np.ldexp(values, -self.fine_exp)).astype(np.int64)
-        self.fine.add(keys)
+        scaled = np.ldexp(values, -self.fine_exp)
+        np.floor(scaled, out=scaled)
+        self.fine.add(scaled.astype(np.int64))
         while self.fine.span > FINE_BINS:
             self.fine.coarsen(1)
             self.fine_exp += 1
@@ -298,6 +299,15 @@ class NumericAccumulator:
                 "negative": {"offset": self.negative.offset, "counts": self.negative.counts.tolist()},
             },
         )
+
+
+def _sketch_keys(values: Floats) -> Ints:
+    """ddsketch keys ``ceil(log2(v) * multiplier)`` of positive values (in place on one temporary)."""
+    keys = np.log2(values)
+    keys *= _KEY_MULTIPLIER
+    np.ceil(keys, out=keys)
+    result: Ints = keys.astype(np.int64)
+    return result
 
 
 def _bin_index(values: Floats, edges: Floats) -> Ints:
