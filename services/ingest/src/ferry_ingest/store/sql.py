@@ -12,10 +12,11 @@ import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
+from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from ferry_common.database import configure_sqlite, run_migrations, writer
 from ferry_common.errors import NotFound, Unavailable
 from ferry_ingest.domain import (
     DataFormat,
@@ -44,30 +45,12 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # Transactions are begun explicitly below (pysqlite's own handling would
-        # defer BEGIN and make read-then-write transactions fail under WAL).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get("ferry_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
 class SqlDatasetStore:
     """Metadata in a SQL database reached through SQLAlchemy."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(ferry_write=True)
+        self._writer = writer(engine)
 
     @classmethod
     def open(cls, url: str) -> SqlDatasetStore:
@@ -85,7 +68,7 @@ class SqlDatasetStore:
             connect_args={"check_same_thread": False, "timeout": 30} if sqlite else {},
         )
         if sqlite:
-            _configure_sqlite(engine)
+            configure_sqlite(engine, busy_timeout_ms=30_000)
         store = cls(engine)
         try:
             store.migrate()
@@ -106,16 +89,7 @@ class SqlDatasetStore:
         """Apply the shipped Alembic migrations up to the newest."""
         if self.revision() == HEAD_REVISION:
             return
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        with self._writer.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        run_migrations(self._engine, _MIGRATIONS, _PG_MIGRATION_LOCK)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -22,11 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy import Engine, create_engine, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ferry_common.database import configure_sqlite, run_migrations, writer
 from ferry_common.errors import Unavailable
 from ferry_common.logs import get_logger
 from ferry_registry.config import RegistryConfig
@@ -37,7 +36,6 @@ _log = get_logger("ferry.registry.database")
 _MIGRATIONS = pathlib.Path(__file__).resolve().parent.parent / "migrations"
 # pg_advisory_xact_lock key: concurrent registry processes migrate one at a time.
 _MIGRATION_LOCK_KEY = 0x6665727279_01
-_WRITE = "ferry_write"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -120,21 +118,7 @@ def _sqlite_engine(config: RegistryConfig) -> Engine:
         connect_args={"timeout": config.sqlite_busy_timeout_ms / 1000},
     )
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Transactions are begun explicitly below, not by the sqlite3 module.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={config.sqlite_synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={config.sqlite_busy_timeout_ms}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get(_WRITE) else "BEGIN")
-
+    configure_sqlite(engine, busy_timeout_ms=config.sqlite_busy_timeout_ms, synchronous=config.sqlite_synchronous)
     return engine
 
 
@@ -169,13 +153,7 @@ def _read_engine(engine: Engine, config: RegistryConfig) -> Engine:
 
 def _migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration shipped in the package."""
-    alembic_config = Config()
-    alembic_config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.execution_options(**{_WRITE: True}).connect() as connection, connection.begin():
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
-        alembic_config.attributes["connection"] = connection
-        command.upgrade(alembic_config, "head")
+    run_migrations(engine, _MIGRATIONS, _MIGRATION_LOCK_KEY)
 
 
 def open_database(config: RegistryConfig) -> Database:
@@ -200,6 +178,6 @@ def open_database(config: RegistryConfig) -> Database:
         engine=engine,
         read_engine=read_engine,
         reads=sessionmaker(bind=read_engine, expire_on_commit=False, autoflush=False),
-        writes=sessionmaker(bind=engine.execution_options(**{_WRITE: True}), expire_on_commit=False, autoflush=False),
+        writes=sessionmaker(bind=writer(engine), expire_on_commit=False, autoflush=False),
         runner=DatabaseRunner(config.db_threads, single_writer=engine.dialect.name == "sqlite"),
     )
