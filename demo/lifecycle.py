@@ -10,8 +10,9 @@ store under ``.ferry/demo``), then, through the public gRPC contracts only:
    PyTorch softmax classifier with the scaling inside the graph, exports ONNX (one
    tensor per raw feature column) and uploads it to the registry with lineage;
 3. registry: points ``production`` at it with compare-and-set, registers a second
-   version, moves ``production`` (a stale compare-and-set is refused with ABORTED),
-   rolls back in one call, and prints the alias audit log;
+   (worse) version, moves ``production`` to it (a stale compare-and-set is refused
+   with ABORTED), rolls back in one call, checks the restored version in
+   onnxruntime, and prints the alias audit log;
 
 then stops the stack gracefully. Training through ``train``, serving through Triton
 and monitoring join this walk as those services land.
@@ -251,7 +252,7 @@ def lifecycle(addresses: dict[str, str]) -> None:
         if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise
     versions = []
-    for epochs in (3, 300):
+    for epochs in (300, 3):
         started = time.perf_counter()
         artifact, accuracy = train_elsewhere(train, validation, features, "target", epochs)
         registered = upload_model(registry, artifact, features, accuracy, epochs, clean.name)
@@ -273,7 +274,7 @@ def lifecycle(addresses: dict[str, str]) -> None:
     console.print(f"[green]✓[/green] production -> v{first}")
     registry.SetAlias(
         registry_pb2.SetAliasRequest(
-            name=alias, version=second, expected_version=first, reason="retrained: 300 epochs"
+            name=alias, version=second, expected_version=first, reason="retrained on a shorter schedule"
         ),
         timeout=10,
     )
@@ -285,7 +286,9 @@ def lifecycle(addresses: dict[str, str]) -> None:
         )
     except grpc.RpcError as exc:
         console.print(f"[yellow]![/yellow] a stale compare-and-set is refused: {exc.code().name}: {exc.details()}")
-    rolled = registry.RollbackAlias(registry_pb2.RollbackAliasRequest(name=alias, reason="demo rollback"), timeout=10)
+    rolled = registry.RollbackAlias(
+        registry_pb2.RollbackAliasRequest(name=alias, reason="v2 validation accuracy regressed"), timeout=10
+    )
     console.print(f"[green]✓[/green] one-call rollback: production -> v{rolled.version}")
     resolved = registry.ResolveAlias(registry_pb2.ResolveAliasRequest(name=alias), timeout=10)
     console.print(f"  ResolveAlias(production) = {resolved.name}, trained on {resolved.lineage.dataset_version}")
