@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -166,38 +167,14 @@ def _sample(spool: Spool, size: int) -> bytes:
 
 
 _DONE = object()
+_T = TypeVar("_T")
 
 
 def _read_ahead(reader: pa.RecordBatchReader, source: SpoolReader, depth: int = 2) -> Iterator[pa.RecordBatch]:
     """Parse on a helper thread while the caller writes and profiles (two cores busy)."""
-    batches: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in reader:
-                if stop.is_set():
-                    return
-                batches.put(batch)
-            batches.put(_DONE)
-        except BaseException as exc:  # handed to the consumer
-            batches.put(exc)
-
-    thread = threading.Thread(target=produce, name="parse", daemon=True)
-    thread.start()
-    try:
-        while (item := batches.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            assert isinstance(item, pa.RecordBatch)
-            yield item
-    finally:
-        stop.set()
-        source.cancel()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                batches.get_nowait()
-            thread.join(timeout=0.05)
+    for batch in _prefetch(iter(reader), depth=depth, name="parse", on_close=source.cancel):
+        assert isinstance(batch, pa.RecordBatch)
+        yield batch
 
 
 class _TextFormat:
@@ -350,8 +327,15 @@ def _row_groups(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch | pa.Table]:
             yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS // 2, row_groups=[index], use_threads=True)
 
 
-def _prefetch(items: Iterator[pa.RecordBatch | pa.Table], depth: int = 1) -> Iterator[pa.RecordBatch | pa.Table]:
-    """Decode the next row group on a helper thread while the caller profiles this one."""
+def _prefetch(
+    items: Iterator[_T], depth: int = 1, name: str = "decode", on_close: Callable[[], None] | None = None
+) -> Iterator[_T]:
+    """Produce ``items`` on a helper thread, ``depth`` ahead of the caller.
+
+    An error in the producer is raised in the caller. When the caller stops early the
+    producer is told to stop, ``on_close`` runs (to unblock a producer waiting on its
+    source) and the queue is drained until the thread ends.
+    """
     ready: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -365,16 +349,17 @@ def _prefetch(items: Iterator[pa.RecordBatch | pa.Table], depth: int = 1) -> Ite
         except BaseException as exc:  # handed to the consumer
             ready.put(exc)
 
-    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while (item := ready.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, pa.RecordBatch | pa.Table)
-            yield item
+            yield item  # type: ignore[misc]
     finally:
         stop.set()
+        if on_close is not None:
+            on_close()
         while thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 ready.get_nowait()
