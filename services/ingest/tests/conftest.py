@@ -13,13 +13,19 @@ from ferry_ingest.__main__ import build
 from ferry_ingest.testing import Ingest
 
 
+@pytest.fixture
+def ingest_env() -> dict[str, str]:
+    """Extra ``FERRY_INGEST_*`` variables of the ``ingest`` server (a test module may override this)."""
+    return {}
+
+
 @pytest.fixture(params=["local", "s3"])
-def ingest(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Ingest]:
+def ingest(request: pytest.FixtureRequest, tmp_path: pathlib.Path, ingest_env: dict[str, str]) -> Iterator[Ingest]:
     """An ingest server on the local backend and on S3 (moto through the minio SDK)."""
     env: dict[str, str] = {}
     if request.param == "s3":
         env = request.getfixturevalue("s3_env")
-    settings = test_settings("ingest", tmp_path / "state", env)
+    settings = test_settings("ingest", tmp_path / "state", {**env, **ingest_env})
     with ServiceThread(settings, build) as service:
         channel = service.channel()
         yield Ingest(pbg.IngestServiceStub(channel), settings, request.param)

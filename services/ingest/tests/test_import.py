@@ -1,4 +1,8 @@
-"""ImportDataset: from a real PostgreSQL table (read-only) and from object URIs."""
+"""ImportDataset: from a real PostgreSQL table (read-only) and from object URIs.
+
+The server here opts in to what is off by default (raw SQL URLs, file imports under
+the test's directory, a landing bucket); test_import_security.py checks the defaults.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,20 @@ from minio import Minio
 
 from ferry.ingest.v1 import ingest_pb2 as pb
 from ferry_ingest.testing import Ingest, csv_bytes, rpc_error
+
+LANDING_BUCKET = f"landing-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def ingest_env(tmp_path: pathlib.Path) -> dict[str, str]:
+    connections = tmp_path / "connections.yaml"
+    connections.write_text(f"connections:\n  shop:\n    url: sqlite:///{tmp_path / 'shop.db'}\n")
+    return {
+        "FERRY_INGEST_ALLOW_SQL_URLS": "true",
+        "FERRY_INGEST_IMPORT_FILE_ROOTS": str(tmp_path),
+        "FERRY_INGEST_IMPORT_S3_BUCKETS": LANDING_BUCKET,
+        "FERRY_INGEST_CONNECTIONS_FILE": str(connections),
+    }
 
 
 def _import(ingest: Ingest, request: pb.ImportDatasetRequest) -> tuple[list[pb.ImportProgress], pb.DatasetVersion]:
@@ -109,19 +127,20 @@ def test_writes_hidden_in_a_select_are_refused_and_change_nothing(
 def test_sql_import_from_sqlite_and_bad_urls(ingest: Ingest, tmp_path: pathlib.Path) -> None:
     import sqlite3
 
-    database = tmp_path / "shop.db"
+    database = tmp_path / "shop.db"  # the operator's connection "shop"
     with sqlite3.connect(database) as connection:
         connection.execute("CREATE TABLE items (sku TEXT, price REAL, qty INTEGER)")
         connection.executemany("INSERT INTO items VALUES (?, ?, ?)", [(f"s{i}", i / 4, i % 5) for i in range(2500)])
-    url = f"sqlite:///{database}"
-    sql = pb.SqlSource(url=url, query="SELECT sku, price, qty FROM items WHERE qty > 0")
+    sql = pb.SqlSource(connection="shop", query="SELECT sku, price, qty FROM items WHERE qty > 0")
     _, version = _import(ingest, pb.ImportDatasetRequest(dataset_id="items", sql=sql))
     assert version.row_count == 2000
     assert [f.type for f in version.schema.fields] == ["string", "double", "int64"]
+    assert version.lineage.source_uri == "connection:shop"
 
     bad = pb.ImportDatasetRequest(dataset_id="items", sql=pb.SqlSource(url="not a url", query="SELECT 1"))
     assert rpc_error(ingest.stub.ImportDataset, bad).code() == grpc.StatusCode.INVALID_ARGUMENT
-    missing = pb.ImportDatasetRequest(dataset_id="items", sql=pb.SqlSource(url=url, query="SELECT * FROM nope"))
+    missing = pb.ImportDatasetRequest(dataset_id="items", sql=pb.SqlSource(connection="shop",
+                                                                           query="SELECT * FROM nope"))
     error = rpc_error(ingest.stub.ImportDataset, missing)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "nope" in error.details()
     assert rpc_error(ingest.stub.ImportDataset, pb.ImportDatasetRequest(dataset_id="items")).code() == (
@@ -149,7 +168,7 @@ def test_object_import_from_a_file_uri_and_from_the_bucket(ingest: Ingest, tmp_p
 
     if ingest.backend == "s3":
         s3 = ingest.settings.s3
-        bucket = f"landing-{uuid.uuid4().hex[:8]}"
+        bucket = LANDING_BUCKET
         client = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
         client.make_bucket(bucket)
         client.put_object(bucket, "drop/orders.csv", io.BytesIO(data), len(data))

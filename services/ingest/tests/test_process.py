@@ -17,67 +17,13 @@ import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from minio import Minio
 
 from ferry.ingest.v1 import ingest_pb2 as pb
-from ferry.ingest.v1 import ingest_pb2_grpc as pbg
 from ferry_common.pytest_plugin import free_port
-from ferry_ingest.testing import rpc_error, upload_requests
+from ferry_ingest.testing import IngestProcess, rpc_error, stored_keys, upload_requests
 
 BIN = pathlib.Path(sys.executable).parent
 MIB = 1024 * 1024
-
-
-class IngestProcess:
-    """``ferry-ingest`` started as a subprocess on a free loopback port."""
-
-    def __init__(self, state: pathlib.Path, env: dict[str, str]) -> None:
-        self.state = state
-        self.address = f"127.0.0.1:{free_port()}"
-        self.env = {
-            **os.environ,
-            **env,
-            "FERRY_STATE_DIR": str(state),
-            "FERRY_INGEST_ADDRESS": self.address,
-            "OTEL_TRACES_EXPORTER": "none",
-            "FERRY_LOG_FORMAT": "json",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> IngestProcess:
-        self.proc = subprocess.Popen(
-            [str(BIN / "ferry-ingest")], env=self.env, cwd=self.state, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(self.address))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "ferry-ingest exited early"
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return self
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise AssertionError("ferry-ingest never became SERVING")
-
-    def stub(self) -> pbg.IngestServiceStub:
-        options = [("grpc.max_send_message_length", 64 * MIB)]
-        return pbg.IngestServiceStub(grpc.insecure_channel(self.address, options=options))
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def write_csv(path: pathlib.Path, target_bytes: int, seed: int = 0) -> int:
@@ -146,27 +92,17 @@ def test_kill_9_mid_upload_leaves_nothing_and_the_retry_succeeds(
         error = rpc_error(stub.GetDatasetVersion, pb.GetDatasetVersionRequest(name="datasets/big/versions/latest"))
         assert error.code() == grpc.StatusCode.NOT_FOUND
         assert not any(path.exists() for path in leftovers), "the dead process's scratch files were not swept"
-        assert _stored_keys(state, backend_env) == []
+        assert stored_keys(state, backend_env) == []
 
         version = stub.UploadDataset(
             upload_requests("big", source.read_bytes(), chunk_size=4 * MIB, request_id="big-1"), timeout=300
         )
         assert (version.name, version.row_count) == ("datasets/big/versions/1", rows)
-        assert _stored_keys(state, backend_env) == [
+        assert stored_keys(state, backend_env) == [
             "datasets/big/versions/1/data.parquet", "datasets/big/versions/1/profile.json",
         ]
     finally:
         server.stop()
-
-
-def _stored_keys(state: pathlib.Path, env: dict[str, str]) -> list[str]:
-    if not env:
-        root = state / "objects"
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
-    bucket, _, prefix = env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").partition("/")
-    client = Minio(env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
-    names = [o.object_name or "" for o in client.list_objects(bucket, prefix=f"{prefix}/", recursive=True)]
-    return sorted(name.removeprefix(f"{prefix}/") for name in names)
 
 
 @pytest.mark.slow

@@ -194,12 +194,14 @@ class UploadDatasetRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadDatasetHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class SqlSource(_message.Message):
-    __slots__ = ("url", "query")
+    __slots__ = ("url", "query", "connection")
     URL_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
     url: str
     query: str
-    def __init__(self, url: _Optional[str] = ..., query: _Optional[str] = ...) -> None: ...
+    connection: str
+    def __init__(self, url: _Optional[str] = ..., query: _Optional[str] = ..., connection: _Optional[str] = ...) -> None: ...
 
 class ObjectSource(_message.Message):
     __slots__ = ("uri", "format")

@@ -113,7 +113,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             if code is grpc.StatusCode.UNIMPLEMENTED:
                 return code, f"{method} is not implemented yet"
             if code is not None:
-                return code, exc.message if isinstance(exc, FerryError) else str(exc)
+                return code, _bounded(exc.message if isinstance(exc, FerryError) else str(exc))
             return grpc.StatusCode.INTERNAL, "internal error (details are in the server log)"
 
         if streaming:
@@ -153,6 +153,21 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return response
 
         return unary_behavior
+
+
+# The status message travels in trailing metadata, which grpc clients cap at 8 KB by
+# default: a longer message would reach the caller as RESOURCE_EXHAUSTED instead of the
+# real status. Messages echo only short prefixes of values (``names.shorten``); this is
+# the last line of defence. Bytes, not characters: grpc percent-encodes every non-ASCII
+# byte, so 2,000 bytes are at most 6,000 on the wire.
+MAX_MESSAGE_BYTES = 2000
+
+
+def _bounded(message: str) -> str:
+    encoded = message.encode("utf-8", "replace")
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return message
+    return encoded[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore") + f"... ({len(message)} characters)"
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]

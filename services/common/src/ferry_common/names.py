@@ -15,28 +15,60 @@ from ferry_common.errors import InvalidArgument
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_VERSION",
     "decode_page_token",
     "encode_page_token",
     "page_size",
     "parse_label_filter",
     "parse_name",
+    "parse_version_number",
+    "shorten",
+    "token_int",
+    "token_str",
     "validate_id",
 ]
 
-ID_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Always used with ``fullmatch``: ``match`` with ``$`` lets a trailing newline through.
+ID_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+# ASCII digits only: ``str.isdigit`` and ``\d`` also accept '²' and '٣'.
+_VERSION_NUMBER = re.compile(r"[0-9]{1,18}")
+# Version numbers and other integers go into BIGINT columns.
+MAX_VERSION = 2**63 - 1
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# How much of a caller's value an error message echoes: gRPC clients refuse trailing
+# metadata above 8 KB by default, and a message that big would hide the real status.
+ECHO_CHARS = 80
+
+
+def shorten(value: object, limit: int = ECHO_CHARS) -> str:
+    """``repr`` of ``value`` cut to about ``limit`` characters, for error messages."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    cut = text[:limit]
+    return f"{cut!r}... ({len(text)} characters)" if isinstance(value, str) else f"{cut}... ({len(text)} characters)"
 
 
 def validate_id(field: str, value: str) -> str:
     """Return ``value`` if it is a valid id, else raise INVALID_ARGUMENT naming ``field``."""
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidArgument(
-            f"{field}: {value!r} is not a valid id (lowercase letters, digits and hyphens, "
+            f"{field}: {shorten(value)} is not a valid id (lowercase letters, digits and hyphens, "
             "1-63 characters, starting with a letter and not ending with a hyphen)",
             field=field,
         )
     return value
+
+
+def parse_version_number(field: str, value: str, *, name: str = "", maximum: int = MAX_VERSION) -> int:
+    """A version segment: ASCII digits, from 1 to ``maximum`` (what the service's columns hold)."""
+    where = f"{shorten(name)}: " if name else ""
+    if not _VERSION_NUMBER.fullmatch(value) or int(value) < 1:
+        raise InvalidArgument(f"{field}: {where}version {shorten(value)} is not a positive number", field=field)
+    if int(value) > maximum:
+        raise InvalidArgument(f"{field}: {where}version {value} is above the largest ({maximum})", field=field)
+    return int(value)
 
 
 def parse_name(field: str, value: str, pattern: str) -> dict[str, str]:
@@ -48,7 +80,7 @@ def parse_name(field: str, value: str, pattern: str) -> dict[str, str]:
     parts = value.split("/")
     template = pattern.split("/")
     if len(parts) != len(template):
-        raise InvalidArgument(f"{field}: {value!r} is not of the form {pattern}", field=field)
+        raise InvalidArgument(f"{field}: {shorten(value)} is not of the form {pattern}", field=field)
     found: dict[str, str] = {}
     for part, expected in zip(parts, template, strict=True):
         if expected.startswith("{"):
@@ -58,16 +90,18 @@ def parse_name(field: str, value: str, pattern: str) -> dict[str, str]:
                     validate_id(field, part)
                 except InvalidArgument:
                     raise InvalidArgument(
-                        f"{field}: {value!r} is not of the form {pattern} ({key} {part!r} is not a valid id)",
+                        f"{field}: {shorten(value)} is not of the form {pattern} "
+                        f"({key} {shorten(part)} is not a valid id)",
                         field=field,
                     ) from None
             found[key] = part
         elif part != expected:
-            raise InvalidArgument(f"{field}: {value!r} is not of the form {pattern}", field=field)
+            raise InvalidArgument(f"{field}: {shorten(value)} is not of the form {pattern}", field=field)
     return found
 
 
 def page_size(value: int) -> int:
+    """The page size to use: the default for 0, capped at the maximum."""
     if value < 0:
         raise InvalidArgument(f"page_size: {value} must not be negative", field="page_size")
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -78,19 +112,45 @@ def encode_page_token(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position, sort_keys=True).encode()).decode()
 
 
+def _bad_token(token: str) -> InvalidArgument:
+    return InvalidArgument(f"page_token: {shorten(token)} is not a token this service issued", field="page_token")
+
+
 def decode_page_token(token: str) -> dict[str, Any] | None:
     if not token:
         return None
+    if len(token) > 4096:
+        raise _bad_token(token)
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError):
-        raise InvalidArgument(f"page_token: {token!r} is not a token this service issued", field="page_token") from None
+    except (ValueError, TypeError, RecursionError):
+        raise _bad_token(token) from None
     if not isinstance(value, dict):
-        raise InvalidArgument(f"page_token: {token!r} is not a token this service issued", field="page_token")
+        raise _bad_token(token)
     return value
 
 
-_LABEL_TERM = re.compile(r'^labels\.([A-Za-z0-9_.-]+)\s*=\s*"?([^"]*)"?$')
+def token_int(token: str, position: dict[str, Any], key: str) -> int | None:
+    """The integer ``key`` of a decoded token (``None`` when absent), range-checked for SQL."""
+    value = position.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not -MAX_VERSION <= value <= MAX_VERSION:
+        raise _bad_token(token)
+    return value
+
+
+def token_str(token: str, position: dict[str, Any], key: str) -> str | None:
+    """The string ``key`` of a decoded token (``None`` when absent)."""
+    value = position.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 1024:
+        raise _bad_token(token)
+    return value
+
+
+_LABEL_TERM = re.compile(r'labels\.([A-Za-z0-9_.-]+)\s*=\s*"?([^"]*)"?')
 
 
 def parse_label_filter(value: str) -> dict[str, str]:
@@ -99,10 +159,10 @@ def parse_label_filter(value: str) -> dict[str, str]:
     if not value.strip():
         return labels
     for term in re.split(r"\s+AND\s+", value.strip()):
-        match = _LABEL_TERM.match(term.strip())
+        match = _LABEL_TERM.fullmatch(term.strip())
         if not match:
             raise InvalidArgument(
-                f"filter: {term!r} is not a label term such as labels.team=risk (terms joined by AND)",
+                f"filter: {shorten(term)} is not a label term such as labels.team=risk (terms joined by AND)",
                 field="filter",
             )
         labels[match[1]] = match[2]

@@ -218,6 +218,10 @@ class S3ObjectStore:
         )
 
     def _key(self, key: str) -> str:
+        # minio refuses these names with a ValueError (an INTERNAL for the caller); the
+        # local backend refuses keys escaping its root the same way.
+        if any(part in (".", "..") for part in key.split("/")):
+            raise FailedPrecondition(f"object key {key[:200]!r} has a '.' or '..' segment")
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def check(self) -> None:

@@ -16,6 +16,7 @@ from ferry_ingest.service import IngestService
 from ferry_ingest.servicer import IngestServicer
 from ferry_ingest.store.sql import SqlDatasetStore
 from ferry_ingest.workspace import Workspace
+from ferry_ingest.writer import recover_pending
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
@@ -31,6 +32,8 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
     objects = open_object_store(settings)
     await asyncio.to_thread(objects.check)
     store = await asyncio.to_thread(SqlDatasetStore.open, settings.resolved_database_url())
+    # Objects of commits a crash interrupted (see ferry_ingest.writer).
+    await asyncio.to_thread(recover_pending, store, objects)
     workspace = Workspace(config.tmp_dir)
     await asyncio.to_thread(workspace.open)
     servicer = IngestServicer(IngestService(store, objects, config, settings.s3, workspace))

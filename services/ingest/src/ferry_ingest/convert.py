@@ -11,6 +11,10 @@ Arrow's readers infer column types from the first block. When a later block does
 not fit (an integer column meets ``1.5``, an empty column meets a value), the
 conversion restarts from the top of the spool with that column widened
 (null -> inferred, int64 -> double -> string), a bounded number of times.
+
+Every block Arrow reads is also shown to a :class:`~ferry_ingest.scan.SourceScan`,
+which catches what Arrow accepts silently (a CSV quote never closed, NUL bytes, JSON
+integers beyond int64); the conversion then fails with the line.
 """
 
 from __future__ import annotations
@@ -31,9 +35,16 @@ import pyarrow.parquet as pq
 
 from ferry_common.errors import InvalidArgument
 from ferry_ingest.domain import DataFormat
-from ferry_ingest.locate import find_csv_problem, find_jsonl_problem
+from ferry_ingest.locate import (
+    SourceProblem,
+    csv_record_line,
+    find_csv_problem,
+    find_jsonl_problem,
+    first_data_line,
+)
 from ferry_ingest.parquet_output import Progress, canonical_schema, check_column_names, write_parquet
 from ferry_ingest.profile import Profile, ProfileBuilder
+from ferry_ingest.scan import CsvScan, JsonlScan, SourceScan
 from ferry_ingest.spool import Spool, SpoolReader
 
 __all__ = ["ConvertOptions", "Converted", "convert"]
@@ -125,14 +136,20 @@ def _convert_text(
     del sample
     for _ in range(MAX_RESTARTS):
         source = spool.reader()
+        scan = fmt.scan()
         try:
             try:
-                reader = fmt.open(pa.PythonFile(source, mode="r"))
+                reader = fmt.open(pa.PythonFile(_ScannedSource(source, scan), mode="r"))
             except pa.ArrowInvalid as exc:
-                raise fmt.error(spool, exc, None) from None
+                # Arrow converts the first block while opening: a value there may not fit.
+                if not scan.failed and fmt.widen(spool, exc, None):
+                    continue
+                raise fmt.error(spool, exc, None, scan) from None
+            if scan.failed:
+                raise fmt.error(spool, pa.ArrowInvalid("stopped reading"), reader.schema, scan)
             check_column_names(reader.schema, options.field)
             if any(pa.types.is_binary(f.type) for f in reader.schema):
-                raise fmt.error(spool, pa.ArrowInvalid("invalid UTF-8 data"), reader.schema)
+                raise fmt.error(spool, pa.ArrowInvalid("invalid UTF-8 data"), reader.schema, scan)
             output: Spool | None = None
             if on_output is not None:
                 out.unlink(missing_ok=True)
@@ -143,16 +160,50 @@ def _convert_text(
                     _read_ahead(reader, source), reader.schema, out, options.max_distinct, progress, output
                 )
             except pa.ArrowInvalid as exc:
-                if fmt.widen(spool, exc, reader.schema):
+                if not scan.failed and fmt.widen(spool, exc, reader.schema):
                     continue
-                raise fmt.error(spool, exc, reader.schema) from None
+                raise fmt.error(spool, exc, reader.schema, scan) from None
         finally:
             source.close()
+        if (problem := scan.problem(spool.path)) is not None:
+            out.unlink(missing_ok=True)
+            raise fmt.located(problem)
         if profile.row_count == 0:
             out.unlink(missing_ok=True)
             raise InvalidArgument(f"{options.field}: the file has no data rows", field=options.field)
+        if not reader.schema.names:
+            out.unlink(missing_ok=True)
+            line = first_data_line(spool.path)
+            raise fmt.located(SourceProblem(line, "no row has a field; a dataset needs at least one column"))
         return Converted(out, canonical_schema(reader.schema), profile, passthrough=False)
-    raise InvalidArgument(f"{options.field}: column types keep changing; give the columns consistent values")
+    raise InvalidArgument(
+        f"{options.field}: column types keep changing (last: {fmt.last_change(spool)}); "
+        "give the columns consistent values",
+        field=options.field,
+    )
+
+
+class _ScannedSource:
+    """A spool reader showing each block to a scan before Arrow parses it.
+
+    Once the scan has found a problem, Arrow is told the data ended: converting the
+    rest would be wasted work.
+    """
+
+    def __init__(self, source: SpoolReader, scan: SourceScan) -> None:
+        self._source = source
+        self._scan = scan
+
+    @property
+    def closed(self) -> bool:
+        return self._source.closed
+
+    def read(self, size: int = -1) -> bytes:
+        if self._scan.failed:
+            return b""
+        data = self._source.read(size)
+        self._scan.feed(data)
+        return b"" if self._scan.failed else data
 
 
 def _sample(spool: Spool, size: int) -> bytes:
@@ -178,38 +229,86 @@ def _read_ahead(reader: pa.RecordBatchReader, source: SpoolReader, depth: int = 
 
 
 class _TextFormat:
+    name = ""
+
+    def __init__(self, options: ConvertOptions) -> None:
+        self.options = options
+
     def infer(self, sample: bytes) -> None:
+        raise NotImplementedError
+
+    def scan(self) -> SourceScan:
         raise NotImplementedError
 
     def open(self, source: pa.PythonFile) -> pa.RecordBatchReader:
         raise NotImplementedError
 
-    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema) -> bool:
+    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> bool:
+        """Widen the column of the value ``exc`` reports so that it fits; False when that is no fix.
+
+        ``schema``: the reader's; ``None`` when opening failed (the types given then apply).
+        """
         raise NotImplementedError
 
-    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> InvalidArgument:
+    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None, scan: SourceScan) -> InvalidArgument:
         raise NotImplementedError
 
+    def last_change(self, spool: Spool) -> str:
+        raise NotImplementedError
 
-_CSV_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to ([^:]+): invalid value '(.*)'", re.S)
+    def located(self, problem: SourceProblem) -> InvalidArgument:
+        field = self.options.field
+        return InvalidArgument(f"{field}: malformed {self.name} at {problem}", field=field)
+
+    def _first_problem(
+        self, spool: Spool, scan: SourceScan, find: Callable[[int | None], SourceProblem | None]
+    ) -> SourceProblem | None:
+        """The first of what the scan saw and what ``find`` (a re-read, up to a line) finds."""
+        scanned = scan.problem(spool.path)
+        found = find(scanned.line if scanned is not None else None)
+        return found if found is not None else scanned
 
 
-def _type_of_text(value: str) -> pa.DataType:
-    for parse, type_ in ((int, pa.int64()), (float, pa.float64())):
-        try:
-            parse(value)
-        except ValueError:
-            continue
-        return type_
-    if value in {"true", "false", "True", "False", "TRUE", "FALSE"}:
-        return pa.bool_()
+_CSV_CONVERSION = re.compile(
+    r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to ([^:]+): invalid value '(.*)'", re.S
+)
+_CSV_ROW = re.compile(r"Row #(\d+)")
+_BOOL_TEXT = {"true", "false", "True", "False", "TRUE", "FALSE", "1", "0"}
+
+
+def _parses_as(value: str, type_: pa.DataType) -> bool:
+    """Whether Arrow reads ``value`` as ``type_`` (its own parser, not Python's)."""
+    try:
+        pa.array([value], pa.string()).cast(type_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _widened(current: pa.DataType, value: str) -> pa.DataType:
+    """The next type for a column holding ``current`` that meets ``value``.
+
+    null -> what the value reads as; integer -> double (a number) or string; anything
+    else -> string. Never ``current`` itself, so restarts end.
+    """
+    if pa.types.is_null(current):
+        for type_ in (pa.int64(), pa.float64()):
+            if _parses_as(value, type_):
+                return type_
+        return pa.bool_() if value in _BOOL_TEXT else pa.string()
+    if pa.types.is_integer(current) and _parses_as(value, pa.float64()):
+        return pa.float64()
     return pa.string()
 
 
 class _CsvFormat(_TextFormat):
+    name = "CSV"
+
     def __init__(self, options: ConvertOptions) -> None:
-        self.options = options
+        super().__init__(options)
+        self.names: list[str] = []
         self.types: dict[str, pa.DataType] = {}
+        self._last_change: tuple[str, str, int | None] | None = None  # column, value, Arrow's row
 
     def _parse_options(self) -> pacsv.ParseOptions:
         return pacsv.ParseOptions(delimiter=self.options.delimiter, newlines_in_values=True)
@@ -226,7 +325,11 @@ class _CsvFormat(_TextFormat):
             )
         except pa.ArrowInvalid:
             return  # the streaming read reports it, with its line
+        self.names = table.schema.names
         self.types = {f.name: f.type for f in table.schema if not pa.types.is_null(f.type)}
+
+    def scan(self) -> SourceScan:
+        return CsvScan(self.options.delimiter)
 
     def open(self, source: pa.PythonFile) -> pa.RecordBatchReader:
         return pacsv.open_csv(
@@ -236,30 +339,39 @@ class _CsvFormat(_TextFormat):
             convert_options=self._convert_options(),
         )
 
-    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema) -> bool:
+    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> bool:
         match = _CSV_CONVERSION.search(str(exc))
-        if not match:
+        names = schema.names if schema is not None else self.names
+        if not match or int(match[1]) >= len(names):
             return False
-        name = schema.names[int(match[1])]
-        current, value = schema.field(name).type, match[3]
-        if pa.types.is_null(current):
-            widened = _type_of_text(value)
-        elif pa.types.is_integer(current) and _type_of_text(value) == pa.float64():
-            widened = pa.float64()
-        else:
-            widened = pa.string()
-        if widened == current:
-            return False
-        self.types[name] = widened
+        name, value = names[int(match[1])], match[4]
+        current = schema.field(name).type if schema is not None else self.types.get(name, pa.null())
+        if pa.types.is_string(current) or pa.types.is_large_string(current):
+            return False  # not a type problem (invalid UTF-8): reported with its line
+        self.types[name] = _widened(current, value)
+        self._last_change = (name, value, int(match[2]) if match[2] else None)
         return True
 
-    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> InvalidArgument:
+    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None, scan: SourceScan) -> InvalidArgument:
         field = self.options.field
-        problem = find_csv_problem(spool.path, self.options.delimiter)
+        delimiter = self.options.delimiter
+        problem = self._first_problem(spool, scan, lambda until: find_csv_problem(spool.path, delimiter, until))
         if problem is not None:
-            return InvalidArgument(f"{field}: malformed CSV at {problem}", field=field)
+            return self.located(problem)
         detail = str(exc).removeprefix("CSV parse error: ")
+        row = _CSV_ROW.search(detail)
+        line = csv_record_line(spool.path, self.options.delimiter, int(row[1])) if row else None
+        if line is not None:
+            return self.located(SourceProblem(line, detail))
         return InvalidArgument(f"{field}: malformed CSV: {detail}", field=field)
+
+    def last_change(self, spool: Spool) -> str:
+        if self._last_change is None:
+            return "unknown"
+        name, value, row = self._last_change
+        line = csv_record_line(spool.path, self.options.delimiter, row) if row is not None else None
+        where = f"line {line}: " if line is not None else ""
+        return f"{where}column {name!r} holds {value[:40]!r}"
 
 
 _JSON_NULL_CHANGE = re.compile(r"Column\(/([^)]*)\) changed from null to (\w+)")
@@ -268,9 +380,12 @@ _ARROW_TYPES = {"int64": pa.int64(), "double": pa.float64(), "string": pa.string
 
 
 class _JsonlFormat(_TextFormat):
+    name = "JSON Lines"
+
     def __init__(self, options: ConvertOptions) -> None:
-        self.options = options
+        super().__init__(options)
         self.explicit: dict[str, pa.DataType] = {}
+        self._last_change = "unknown"
 
     def infer(self, sample: bytes) -> None:
         try:
@@ -278,6 +393,9 @@ class _JsonlFormat(_TextFormat):
         except pa.ArrowInvalid:
             return
         self.explicit = {f.name: f.type for f in table.schema if not pa.types.is_null(f.type)}
+
+    def scan(self) -> SourceScan:
+        return JsonlScan()
 
     def open(self, source: pa.PythonFile) -> pa.RecordBatchReader:
         schema = pa.schema(list(self.explicit.items())) if self.explicit else None
@@ -287,10 +405,13 @@ class _JsonlFormat(_TextFormat):
             parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
         )
 
-    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema) -> bool:
+    def widen(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> bool:
+        if schema is None:
+            schema = pa.schema(list(self.explicit.items()))
         match = _JSON_NULL_CHANGE.search(str(exc))
         if match and match[2] in _JSON_TYPES and match[1] in schema.names:
             self.explicit[match[1]] = _JSON_TYPES[match[2]]
+            self._last_change = f"field {match[1]!r} changed from null to {match[2]}"
             return True
         problem = find_jsonl_problem(
             spool.path,
@@ -305,16 +426,23 @@ class _JsonlFormat(_TextFormat):
             return False
         self.explicit.update({f.name: f.type for f in schema if not pa.types.is_null(f.type)})
         self.explicit[problem.column] = widened
+        self._last_change = str(problem)
         return True
 
-    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None) -> InvalidArgument:
+    def error(self, spool: Spool, exc: pa.ArrowInvalid, schema: pa.Schema | None, scan: SourceScan) -> InvalidArgument:
         field = self.options.field
         known = set(schema.names) if schema is not None else None
-        problem = find_jsonl_problem(spool.path, self.options.infer_bytes if known else None, known)
+        first_block = self.options.infer_bytes if known else None
+        problem = self._first_problem(
+            spool, scan, lambda until: find_jsonl_problem(spool.path, first_block, known, until_line=until)
+        )
         if problem is not None:
-            return InvalidArgument(f"{field}: malformed JSON Lines at {problem}", field=field)
+            return self.located(problem)
         detail = str(exc).removeprefix("JSON parse error: ")
         return InvalidArgument(f"{field}: malformed JSON Lines: {detail}", field=field)
+
+    def last_change(self, spool: Spool) -> str:
+        return self._last_change
 
 
 def _row_groups(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch | pa.Table]:

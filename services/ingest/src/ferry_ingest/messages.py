@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ferry.ingest.v1 import ingest_pb2
+from ferry_common import fields
 from ferry_common.errors import InvalidArgument
 from ferry_ingest.domain import DataFormat, Dataset, DatasetVersion, Lineage
 from ferry_ingest.profile import Profile
@@ -64,44 +67,101 @@ def _timestamp(value: object) -> Timestamp:
     return stamp
 
 
-def _enum_word(name: str, prefix: str) -> str:
-    return name.removeprefix(prefix).lower()
+# Bounds on a recipe's size: it is stored in every version's lineage.
+MAX_STEPS = 100
+MAX_LIST = 10_000
+MAX_VALUE = 10_000
+
+
+def _enum_word(field: str, value: int, enum: Any, prefix: str) -> str:
+    """The lower-case word of an enum value (``gt``); an unknown number is INVALID_ARGUMENT."""
+    if value not in enum.values():
+        names = ", ".join(v.name for v in enum.DESCRIPTOR.values if not v.name.endswith("_UNSPECIFIED"))
+        raise InvalidArgument(f"{field}: {value} is not one of {names}", field=field)
+    word: str = enum.Name(value).removeprefix(prefix).lower()
+    return word
+
+
+def _columns(field: str, names: Iterable[str]) -> tuple[str, ...]:
+    found = tuple(names)
+    if len(found) > MAX_LIST:
+        raise InvalidArgument(f"{field}: {len(found)} columns, at most {MAX_LIST}", field=field)
+    for index, name in enumerate(found):
+        fields.name(f"{field}[{index}]", name)
+    return found
+
+
+def _column(field: str, name: str) -> str:
+    # Empty is left to the recipe's own checks, which say which column was expected.
+    return fields.name(field, name) if name else name
 
 
 def recipe_from_proto(recipe: ingest_pb2.Recipe) -> Recipe:
-    """The domain recipe; an empty step is INVALID_ARGUMENT naming its index."""
+    """The domain recipe; an empty step or a malformed field is INVALID_ARGUMENT naming it."""
+    if len(recipe.steps) > MAX_STEPS:
+        raise InvalidArgument(f"recipe.steps: {len(recipe.steps)} steps, at most {MAX_STEPS}", field="recipe.steps")
     steps: list[Step] = []
     for index, step in enumerate(recipe.steps):
         kind = step.WhichOneof("step")
+        where = f"recipe.steps[{index}].{kind}"
         if kind == "select":
-            steps.append(Select(tuple(step.select.columns)))
+            steps.append(Select(_columns(f"{where}.columns", step.select.columns)))
         elif kind == "drop":
-            steps.append(Drop(tuple(step.drop.columns)))
+            steps.append(Drop(_columns(f"{where}.columns", step.drop.columns)))
         elif kind == "rename":
-            steps.append(Rename(tuple(sorted(step.rename.columns.items()))))
+            pairs = sorted(step.rename.columns.items())
+            _columns(f"{where}.columns", (name for pair in pairs for name in pair))
+            steps.append(Rename(tuple(pairs)))
         elif kind == "filter":
             operator: int = step.filter.operator
             word = (
                 ""
                 if operator == ingest_pb2.FILTER_OPERATOR_UNSPECIFIED
-                else _enum_word(ingest_pb2.FilterOperator.Name(operator), "FILTER_OPERATOR_")
+                else _enum_word(f"{where}.operator", operator, ingest_pb2.FilterOperator, "FILTER_OPERATOR_")
             )
-            steps.append(Filter(step.filter.column, word, step.filter.value, tuple(step.filter.values)))
+            values = tuple(step.filter.values)
+            if len(values) > MAX_LIST:
+                raise InvalidArgument(f"{where}.values: {len(values)} values, at most {MAX_LIST}",
+                                      field=f"{where}.values")
+            for position, value in enumerate(values):
+                fields.text(f"{where}.values[{position}]", value, MAX_VALUE)
+            steps.append(
+                Filter(
+                    _column(f"{where}.column", step.filter.column),
+                    word,
+                    fields.text(f"{where}.value", step.filter.value, MAX_VALUE),
+                    values,
+                )
+            )
         elif kind == "fill_null":
             strategy: int = step.fill_null.strategy
             word = (
                 "value"
                 if strategy == ingest_pb2.FILL_STRATEGY_UNSPECIFIED
-                else _enum_word(ingest_pb2.FillStrategy.Name(strategy), "FILL_STRATEGY_")
+                else _enum_word(f"{where}.strategy", strategy, ingest_pb2.FillStrategy, "FILL_STRATEGY_")
             )
-            steps.append(FillNull(step.fill_null.column, word, step.fill_null.value))
+            steps.append(
+                FillNull(
+                    _column(f"{where}.column", step.fill_null.column),
+                    word,
+                    fields.text(f"{where}.value", step.fill_null.value, MAX_VALUE),
+                )
+            )
         elif kind == "cast":
-            steps.append(Cast(step.cast.column, step.cast.type.strip().lower()))
+            type_ = fields.text(f"{where}.type", step.cast.type, 64).strip().lower()
+            steps.append(Cast(_column(f"{where}.column", step.cast.column), type_))
         elif kind == "deduplicate":
-            steps.append(Deduplicate(tuple(step.deduplicate.columns)))
+            steps.append(Deduplicate(_columns(f"{where}.columns", step.deduplicate.columns)))
         elif kind == "split":
+            if len(step.split.fractions) > 64:
+                raise InvalidArgument(f"{where}.fractions: {len(step.split.fractions)} parts, at most 64",
+                                      field=f"{where}.fractions")
+            if step.split.seed < 0:
+                raise InvalidArgument(f"{where}.seed: {step.split.seed} must not be negative",
+                                      field=f"{where}.seed")
             parts = tuple(SplitPart(p.name, p.fraction) for p in step.split.fractions)
-            steps.append(Split(parts, step.split.seed, step.split.stratify_column))
+            steps.append(Split(parts, step.split.seed, _column(f"{where}.stratify_column",
+                                                                step.split.stratify_column)))
         else:
             where = f"recipe.steps[{index}]"
             raise InvalidArgument(f"{where}: empty step (set one of select, drop, rename, filter, fill_null, "

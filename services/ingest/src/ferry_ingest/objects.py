@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import pathlib
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
-from urllib.parse import unquote, urlparse
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlsplit
 
+import urllib3
 from minio.datatypes import Part
 from minio.error import S3Error
 
-from ferry_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from ferry_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from ferry_common.objectstore import ObjectStore, S3ObjectStore
 from ferry_common.settings import S3Settings
 from ferry_ingest.spool import Spool, SpoolAborted
@@ -198,42 +201,144 @@ class ObjectSource:
 
 
 def open_object_source(
-    uri: str, s3: S3Settings, file_roots: tuple[pathlib.Path, ...], field: str = "object.uri"
+    uri: str,
+    s3: S3Settings,
+    file_roots: tuple[pathlib.Path, ...],
+    s3_buckets: frozenset[str] = frozenset(),
+    field: str = "object.uri",
 ) -> ObjectSource:
     """Open ``s3://bucket/key`` (through the configured S3 endpoint) or ``file:///path``.
 
+    Only what the operator allows is read: files under ``file_roots``
+    (FERRY_INGEST_IMPORT_FILE_ROOTS; none: file imports are off) and objects in
+    ``s3_buckets`` (FERRY_INGEST_IMPORT_S3_BUCKETS; none: S3 imports are off).
+
     Raises:
-        InvalidArgument: not such a URI.
+        InvalidArgument: not such a URI (or a ``file://`` URI naming another host).
+        FailedPrecondition: that kind of import is off on this server.
+        PermissionDenied: a path outside the roots (after resolving ``..`` and symlinks),
+            a bucket outside the list, or an object the server's credentials cannot read.
         NotFound: the object or file does not exist.
-        PermissionDenied: a ``file://`` path outside ``FERRY_INGEST_IMPORT_FILE_ROOTS``.
+        Unavailable: the S3 endpoint cannot be reached.
     """
-    parsed = urlparse(uri)
+    parsed = urlsplit(uri)
     extension = pathlib.PurePosixPath(unquote(parsed.path)).suffix.lower().lstrip(".")
     if parsed.scheme == "s3":
-        bucket, key = parsed.netloc, unquote(parsed.path).lstrip("/")
-        if not bucket or not key:
-            raise InvalidArgument(f"{field}: {uri!r} is not of the form s3://bucket/key", field=field)
-        store = S3ObjectStore(s3, bucket)
-        try:
-            store.client.stat_object(bucket, key)
-        except S3Error as exc:
-            if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"}:
-                raise NotFound(f"{field}: {uri!r} not found at {s3.endpoint}", field=field) from None
-            raise Unavailable(f"{field}: reading {uri!r} from {s3.endpoint} failed: {exc.code}") from None
-        return ObjectSource(uri, store.iter_chunks(key, 4 * 1024 * 1024), extension)
+        return _open_s3(uri, parsed.netloc, unquote(parsed.path).lstrip("/"), extension, s3, s3_buckets, field)
     if parsed.scheme == "file":
-        path = pathlib.Path(unquote(parsed.path)).resolve()
-        if file_roots and not any(path == root or root in path.parents for root in file_roots):
-            raise PermissionDenied(
-                f"{field}: {uri!r} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field
-            )
-        if not path.is_file():
-            raise NotFound(f"{field}: {uri!r} does not exist or is not a file", field=field)
-        return ObjectSource(uri, _file_chunks(path), extension)
+        return _open_file(uri, parsed.netloc, unquote(parsed.path), extension, file_roots, field)
     raise InvalidArgument(f"{field}: {uri!r} is not an s3:// or file:// URI", field=field)
 
 
-def _file_chunks(path: pathlib.Path, size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
-    with path.open("rb") as source:
+def _open_s3(
+    uri: str, bucket: str, key: str, extension: str, s3: S3Settings, allowed: frozenset[str], field: str
+) -> ObjectSource:
+    if not bucket or not key:
+        raise InvalidArgument(f"{field}: {uri!r} is not of the form s3://bucket/key", field=field)
+    if not allowed:
+        raise FailedPrecondition(
+            f"{field}: {uri!r}: s3:// imports are off on this server; the operator must list the buckets "
+            "they may read in FERRY_INGEST_IMPORT_S3_BUCKETS",
+            field=field,
+        )
+    if bucket not in allowed:
+        raise PermissionDenied(
+            f"{field}: {uri!r}: bucket {bucket!r} is not one of FERRY_INGEST_IMPORT_S3_BUCKETS "
+            f"({', '.join(sorted(allowed))})",
+            field=field,
+        )
+    store = S3ObjectStore(s3, bucket)
+    try:
+        store.client.stat_object(bucket, key)
+        chunks = store.iter_chunks(key, 4 * 1024 * 1024)
+    except S3Error as exc:
+        if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"}:
+            raise NotFound(f"{field}: {uri!r} not found at {s3.endpoint}", field=field) from None
+        if exc.code in {"AccessDenied", "Forbidden"}:
+            raise PermissionDenied(
+                f"{field}: {uri!r}: the server's credentials may not read it at {s3.endpoint}", field=field
+            ) from None
+        raise Unavailable(f"{field}: reading {uri!r} from {s3.endpoint} failed: {exc.code}", field=field) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Unavailable(
+            f"{field}: reading {uri!r}: cannot reach the S3 endpoint {s3.endpoint} ({type(exc).__name__})",
+            field=field,
+        ) from None
+    return ObjectSource(uri, _s3_chunks(chunks, uri, s3.endpoint, field), extension)
+
+
+def _s3_chunks(chunks: Iterator[bytes], uri: str, endpoint: str, field: str) -> Iterator[bytes]:
+    """``chunks``, with a connection lost half way reported as UNAVAILABLE."""
+    try:
+        yield from chunks
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Unavailable(
+            f"{field}: reading {uri!r}: the S3 endpoint {endpoint} failed mid-stream ({type(exc).__name__})",
+            field=field,
+        ) from None
+
+
+def _open_file(
+    uri: str, host: str, raw_path: str, extension: str, roots: tuple[pathlib.Path, ...], field: str
+) -> ObjectSource:
+    if not roots:
+        raise FailedPrecondition(
+            f"{field}: {uri!r}: file:// imports are off on this server; the operator must set "
+            "FERRY_INGEST_IMPORT_FILE_ROOTS to the directories they may read",
+            field=field,
+        )
+    if host and host.lower() != "localhost":
+        raise InvalidArgument(
+            f"{field}: {uri!r} names host {host!r}; a file:// URI names a path on this server (file:///path)",
+            field=field,
+        )
+    if "\x00" in raw_path or not raw_path.startswith("/"):
+        raise InvalidArgument(f"{field}: {uri!r} is not of the form file:///absolute/path", field=field)
+    # The URI is decoded above, so %2e%2e is a plain `..` by now; resolve() then removes
+    # `..` and follows every symlink, and the real path is what must lie under a root.
+    path = pathlib.Path(raw_path).resolve()
+    if not _under(path, roots):
+        raise PermissionDenied(f"{field}: {uri!r} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field)
+    descriptor = _open_regular(path)
+    if descriptor is None:
+        raise NotFound(f"{field}: {uri!r} does not exist or is not a file", field=field)
+    # What was opened, not what was checked, must be under a root: a directory swapped
+    # for a symlink between the two would otherwise lead out.
+    opened = _descriptor_path(descriptor)
+    if opened is not None and not _under(opened, roots):
+        os.close(descriptor)
+        raise PermissionDenied(f"{field}: {uri!r} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field)
+    return ObjectSource(uri, _file_chunks(os.fdopen(descriptor, "rb")), extension)
+
+
+def _under(path: pathlib.Path, roots: tuple[pathlib.Path, ...]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _open_regular(path: pathlib.Path) -> int | None:
+    """A read descriptor of the regular file ``path`` (None: missing, not a file, unreadable)."""
+    # O_NOFOLLOW: the resolved path has no symlink left, so one appearing is refused;
+    # O_NONBLOCK: a FIFO must not hang the call (it is refused just below anyway).
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _descriptor_path(descriptor: int) -> pathlib.Path | None:
+    """The real path of an open descriptor, where the system tells it (Linux's /proc)."""
+    try:
+        return pathlib.Path(os.readlink(f"/proc/self/fd/{descriptor}"))
+    except OSError:
+        return None
+
+
+def _file_chunks(source: BinaryIO, size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+    with source:
         while chunk := source.read(size):
             yield chunk

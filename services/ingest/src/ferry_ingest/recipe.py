@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from ferry_common.errors import InvalidArgument
-from ferry_common.names import ID_PATTERN
+from ferry_common.names import ID_PATTERN, shorten
 
 __all__ = [
     "CAST_TYPES",
@@ -328,9 +328,9 @@ def _validate_split(prefix: str, parts: tuple[SplitPart, ...], *, last: bool) ->
         raise InvalidArgument(f"{where}: at least one part is required", field=where)
     names = [p.name for p in parts]
     for i, part in enumerate(parts):
-        if not ID_PATTERN.match(part.name):
+        if not ID_PATTERN.fullmatch(part.name):
             field = f"{where}[{i}].name"
-            raise InvalidArgument(f"{field}: {part.name!r} is not a valid split name (like train)", field=field)
+            raise InvalidArgument(f"{field}: {shorten(part.name)} is not a valid split name (like train)", field=field)
         if not (0 < part.fraction <= 1) or not math.isfinite(part.fraction):
             field = f"{where}[{i}].fraction"
             raise InvalidArgument(f"{field}: {part.fraction} is not in (0, 1]", field=field)

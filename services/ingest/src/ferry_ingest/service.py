@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ferry_common.errors import InvalidArgument, NotFound, ResourceExhausted
+from ferry_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ferry_common.logs import get_logger
 from ferry_common.objectstore import LocalObjectStore, ObjectStore
 from ferry_common.settings import S3Settings
@@ -37,11 +37,11 @@ from ferry_ingest.profile import Profile
 from ferry_ingest.readback import encode
 from ferry_ingest.recipe import Recipe, content_hash
 from ferry_ingest.spool import Spool
-from ferry_ingest.sql_import import SqlImport, check_query, parse_url
+from ferry_ingest.sql_import import SqlImport, check_query, parse_url, raw_url_problem
 from ferry_ingest.store import DatasetStore
 from ferry_ingest.transform import run_recipe
 from ferry_ingest.workspace import Workspace
-from ferry_ingest.writer import PendingVersion, commit_version, profile_key, split_key
+from ferry_ingest.writer import PendingVersion, commit_version, delete_version, profile_key, split_key
 
 __all__ = ["ImportProgress", "IngestService", "NewVersion", "SqlSource", "UploadHeader"]
 
@@ -70,8 +70,11 @@ class UploadHeader(NewVersion):
 
 @dataclass(frozen=True)
 class SqlSource:
-    url: str
+    """What an import reads: a named connection of the operator's, or (where allowed) a raw URL."""
+
     query: str
+    connection: str = ""
+    url: str = ""
 
 
 @dataclass
@@ -121,10 +124,9 @@ class IngestService:
         return await asyncio.to_thread(self.store.list_versions, dataset_id, page_size, before)
 
     async def delete_version(self, dataset_id: str, version: int) -> None:
-        await asyncio.to_thread(self.store.delete_version, dataset_id, version)
-        # The row is gone first, so a crash here leaves unreachable objects, never a
-        # visible version without its data.
-        await asyncio.to_thread(self.objects.delete_prefix, f"datasets/{dataset_id}/versions/{version}/")
+        # The row goes first, so a crash leaves objects without a row (removed at the
+        # next start: see ferry_ingest.writer), never a visible version without its data.
+        await asyncio.to_thread(delete_version, self.store, self.objects, dataset_id, version)
 
     def _object_key(self, found: DatasetVersion, split: str, relkey: str = "data.parquet") -> str:
         if split and split not in {s.name for s in found.splits}:
@@ -301,7 +303,9 @@ class IngestService:
         if (existing := await self._existing(request)) is not None:
             yield existing
             return
-        source = await asyncio.to_thread(open_object_source, uri, self.s3, self.config.import_file_roots)
+        source = await asyncio.to_thread(
+            open_object_source, uri, self.s3, self.config.import_file_roots, self.config.import_s3_buckets
+        )
         if fmt is None:
             fmt = _EXTENSIONS.get(source.extension)
             if fmt is None:
@@ -322,15 +326,51 @@ class IngestService:
     ) -> AsyncIterator[ImportProgress | DatasetVersion]:
         """A version from a read-only SQL query (ImportDataset), with progress."""
         query = check_query(source.query)
-        url = parse_url(source.url)
+        job = self._sql_job(source, query)
         if (existing := await self._existing(request)) is not None:
             yield existing
             return
-        job = SqlImport(url, query, self.config.sql_batch_rows, self.config.max_distinct)
         progress = ImportProgress()
-        lineage = Lineage(source_uri=job.redacted_url, source_query=query)
+        # A named connection is recorded by name: its URL is the operator's business.
+        origin = f"connection:{source.connection}" if source.connection else job.redacted_url
+        lineage = Lineage(source_uri=origin, source_query=query)
         async for event in _with_progress(self._ingest_sql(request, job, lineage, progress), progress):
             yield event
+
+    def _sql_job(self, source: SqlSource, query: str) -> SqlImport:
+        """The import of ``query`` from the database ``source`` names, if the operator allows it.
+
+        Named connections come from FERRY_INGEST_CONNECTIONS_FILE. A raw ``sql.url`` is
+        refused unless FERRY_INGEST_ALLOW_SQL_URLS is on, and even then when it could
+        reach the server's own files or sockets (sqlite, a local socket, ...).
+        """
+        batch, distinct = self.config.sql_batch_rows, self.config.max_distinct
+        timeout = self.config.sql_statement_timeout_seconds
+        if source.connection:
+            found = self.config.sql_connections.get(source.connection)
+            if found is None:
+                names = ", ".join(sorted(self.config.sql_connections)) or "none"
+                raise NotFound(
+                    f"sql.connection: no connection named {source.connection!r} (configured: {names})",
+                    field="sql.connection",
+                )
+            return SqlImport(found.url, query, batch, distinct, timeout_seconds=timeout,
+                             source_field="sql.connection", source_name=repr(found.name))
+        url = parse_url(source.url)
+        problem = raw_url_problem(url)
+        if problem is not None:
+            raise PermissionDenied(
+                f"sql.url: refused: {problem}; ask the operator for a named connection (sql.connection)",
+                field="sql.url",
+            )
+        if not self.config.allow_sql_urls:
+            raise FailedPrecondition(
+                "sql.url: this server does not accept database URLs in requests; use sql.connection "
+                "(a connection configured in FERRY_INGEST_CONNECTIONS_FILE), or have the operator set "
+                "FERRY_INGEST_ALLOW_SQL_URLS=true",
+                field="sql.url",
+            )
+        return SqlImport(url, query, batch, distinct, timeout_seconds=timeout)
 
     async def _ingest_sql(
         self, request: NewVersion, job: SqlImport, lineage: Lineage, progress: ImportProgress

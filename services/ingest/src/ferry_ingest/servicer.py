@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from ferry.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from ferry_common import fields
 from ferry_common.errors import InvalidArgument
 from ferry_common.names import (
     decode_page_token,
@@ -15,6 +16,9 @@ from ferry_common.names import (
     page_size,
     parse_label_filter,
     parse_name,
+    parse_version_number,
+    token_int,
+    token_str,
     validate_id,
 )
 from ferry_ingest.domain import DataFormat, DatasetVersion
@@ -30,6 +34,8 @@ from ferry_ingest.service import ImportProgress, IngestService, NewVersion, SqlS
 __all__ = ["IngestServicer"]
 
 _VERSION_PATTERN = "datasets/{dataset}/versions/{version}"
+# Version numbers are 32-bit INTEGER columns in ingest's database.
+MAX_VERSION = 2**31 - 1
 
 
 def _version_ref(field: str, name: str, *, latest: bool = True) -> tuple[str, int | None]:
@@ -38,19 +44,28 @@ def _version_ref(field: str, name: str, *, latest: bool = True) -> tuple[str, in
     version = parts["version"]
     if version == "latest" and latest:
         return parts["dataset"], None
-    if not version.isdigit() or int(version) < 1:
-        allowed = "a version number or latest" if latest else "a version number"
-        raise InvalidArgument(f"{field}: {name!r}: {version!r} is not {allowed}", field=field)
-    return parts["dataset"], int(version)
+    return parts["dataset"], parse_version_number(field, version, name=name, maximum=MAX_VERSION)
 
 
 def _new_version(field_prefix: str, request: Any) -> dict[str, Any]:
     return {
         "dataset_id": validate_id(f"{field_prefix}dataset_id", request.dataset_id),
-        "description": request.description,
-        "labels": dict(request.labels),
-        "request_id": request.request_id,
+        "description": fields.text(f"{field_prefix}description", request.description),
+        "labels": fields.labels(f"{field_prefix}labels", request.labels),
+        "request_id": fields.request_id(f"{field_prefix}request_id", request.request_id),
     }
+
+
+def _sql_source(message: ingest_pb2.SqlSource) -> SqlSource:
+    """One of ``connection`` (an operator's named connection) or ``url``, and the query."""
+    if message.connection and message.url:
+        raise InvalidArgument("sql.url: set sql.connection or sql.url, not both", field="sql.url")
+    if not message.connection and not message.url:
+        raise InvalidArgument(
+            "sql.connection: name the database connection to read (one the operator configured)",
+            field="sql.connection",
+        )
+    return SqlSource(query=message.query, connection=message.connection, url=message.url)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -67,9 +82,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             raise InvalidArgument("header: the first message must carry the header", field="header")
         header = first.header
         delimiter = header.csv.delimiter or ","
-        if len(delimiter) != 1:
-            raise InvalidArgument(f"header.csv.delimiter: {delimiter!r} is not one character",
-                                  field="header.csv.delimiter")
+        if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
+            raise InvalidArgument(f"header.csv.delimiter: {delimiter!r} is not one ASCII character "
+                                  "(other than a quote or a line break)", field="header.csv.delimiter")
         fmt = data_format(header.format, "header.format")
         assert fmt is not None
         upload = UploadHeader(**_new_version("header.", header), format=fmt, delimiter=delimiter)
@@ -95,9 +110,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         source = request.WhichOneof("source")
         events: AsyncIterator[ImportProgress | DatasetVersion]
         if source == "sql":
-            if not request.sql.url:
-                raise InvalidArgument("sql.url: a SQLAlchemy URL is required", field="sql.url")
-            events = self._service.import_sql(new, SqlSource(request.sql.url, request.sql.query))
+            events = self._service.import_sql(new, _sql_source(request.sql))
         elif source == "object":
             if not request.object.uri:
                 raise InvalidArgument("object.uri: a URI is required", field="object.uri")
@@ -131,7 +144,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         size = page_size(request.page_size)
         labels = parse_label_filter(request.filter)
         token = decode_page_token(request.page_token) or {}
-        datasets, after = await self._service.list_datasets(size, token.get("after"), labels)
+        after = token_str(request.page_token, token, "after")
+        datasets, after = await self._service.list_datasets(size, after, labels)
         return ingest_pb2.ListDatasetsResponse(
             datasets=[dataset_to_proto(d) for d in datasets],
             next_page_token=encode_page_token({"after": after}) if after is not None else "",
@@ -149,10 +163,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         dataset_id = parse_name("parent", request.parent, "datasets/{dataset}")["dataset"]
         size = page_size(request.page_size)
         token = decode_page_token(request.page_token) or {}
-        before = token.get("before")
-        if before is not None and not isinstance(before, int):
-            raise InvalidArgument(f"page_token: {request.page_token!r} is not a token this service issued",
-                                  field="page_token")
+        before = token_int(request.page_token, token, "before")
         versions, last = await self._service.list_versions(dataset_id, size, before)
         return ingest_pb2.ListDatasetVersionsResponse(
             dataset_versions=[version_to_proto(v) for v in versions],
@@ -167,15 +178,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if fmt is DataFormat.JSONL:
             raise InvalidArgument("format: ReadDataset streams DATA_FORMAT_PARQUET or DATA_FORMAT_CSV", field="format")
         columns = list(request.columns)
+        for index, column in enumerate(columns):
+            fields.name(f"columns[{index}]", column)
         if len(set(columns)) != len(columns):
             raise InvalidArgument("columns: a column is listed twice", field="columns")
-        async for chunk in self._service.read(dataset_id, version, columns, request.split, fmt):
+        split = validate_id("split", request.split) if request.split else ""
+        async for chunk in self._service.read(dataset_id, version, columns, split, fmt):
             yield ingest_pb2.ReadDatasetResponse(chunk=chunk)
 
     async def GetProfile(self, request: ingest_pb2.GetProfileRequest, context: Any) -> ingest_pb2.Profile:
         dataset_id, version = _version_ref("name", request.name)
-        found, profile = await self._service.get_profile(dataset_id, version, request.split)
-        return profile_to_proto(found.name, request.split, profile)
+        split = validate_id("split", request.split) if request.split else ""
+        found, profile = await self._service.get_profile(dataset_id, version, split)
+        return profile_to_proto(found.name, split, profile)
 
     async def DeleteDatasetVersion(
         self, request: ingest_pb2.DeleteDatasetVersionRequest, context: Any

@@ -7,6 +7,12 @@ how standard tools reach the stored objects (pyarrow on the bucket or the direct
 from __future__ import annotations
 
 import io
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +22,15 @@ import grpc
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from minio import Minio
 
 from ferry.ingest.v1 import ingest_pb2 as pb
 from ferry.ingest.v1 import ingest_pb2_grpc as pbg
+from ferry_common.pytest_plugin import free_port
 from ferry_common.settings import Settings
 
-__all__ = ["FORMATS", "Ingest", "csv_bytes", "rpc_error", "upload_requests"]
+__all__ = ["FORMATS", "Ingest", "IngestProcess", "csv_bytes", "rpc_error", "stored_keys", "upload_requests"]
 
 FORMATS = {"csv": pb.DATA_FORMAT_CSV, "parquet": pb.DATA_FORMAT_PARQUET, "jsonl": pb.DATA_FORMAT_JSONL}
 
@@ -109,3 +118,68 @@ def csv_bytes(rows: int = 1000) -> bytes:
         score = "" if i % 10 == 3 else f"{(i * 37) % 101 / 4}"
         lines.append(f"{i},{score},{'abc'[i % 3]},{'true' if i % 2 else 'false'}")
     return ("\n".join(lines) + "\n").encode()
+
+
+class IngestProcess:
+    """``ferry-ingest`` started as a subprocess on a free loopback port."""
+
+    def __init__(self, state: pathlib.Path, env: dict[str, str]) -> None:
+        self.state = state
+        self.address = f"127.0.0.1:{free_port()}"
+        self.env = {
+            **os.environ,
+            **env,
+            "FERRY_STATE_DIR": str(state),
+            "FERRY_INGEST_ADDRESS": self.address,
+            "OTEL_TRACES_EXPORTER": "none",
+            "FERRY_LOG_FORMAT": "json",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IngestProcess:
+        self.proc = subprocess.Popen(
+            [str(pathlib.Path(sys.executable).parent / "ferry-ingest")],
+            env=self.env,
+            cwd=self.state,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(self.address))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "ferry-ingest exited early"
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return self
+            except grpc.RpcError:
+                time.sleep(0.1)
+        raise AssertionError("ferry-ingest never became SERVING")
+
+    def stub(self) -> pbg.IngestServiceStub:
+        options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        return pbg.IngestServiceStub(grpc.insecure_channel(self.address, options=options))
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def stored_keys(state: pathlib.Path, env: dict[str, str]) -> list[str]:
+    """Every object key a server with ``FERRY_STATE_DIR=state`` and ``env`` has stored."""
+    if not env:
+        root = state / "objects"
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    bucket, _, prefix = env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").partition("/")
+    client = Minio(env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
+    names = [o.object_name or "" for o in client.list_objects(bucket, prefix=f"{prefix}/", recursive=True)]
+    return sorted(name.removeprefix(f"{prefix}/") for name in names)

@@ -16,14 +16,19 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
-from ferry_common.errors import ResourceExhausted
+from ferry_common.errors import InvalidArgument, ResourceExhausted
 from ferry_common.logs import get_logger
+from ferry_common.names import shorten
 from ferry_common.objectstore import ObjectInfo, ObjectStore
 from ferry_registry.domain import ArtifactFormat
 
-__all__ = ["ArtifactStore", "artifact_key"]
+__all__ = ["MODELS_PREFIX", "ArtifactStore", "artifact_key"]
+
+# The registry's part of a shared object store; other services own other prefixes
+# (ingest: ``datasets/``), and a model version must never name their objects.
+MODELS_PREFIX = "models/"
 
 _log = get_logger("ferry.registry.artifacts")
 
@@ -51,6 +56,41 @@ class ArtifactStore:
             return None
         key = uri[len(self._uri_prefix) :]
         return unquote(key) if uri.startswith("file:") else key
+
+    def check_registered_uri(self, field: str, uri: str) -> None:
+        """Refuse an artifact URI a version must not be registered with.
+
+        Refused (INVALID_ARGUMENT naming ``field``): a path with ``.`` or ``..`` segments
+        or empty segments, after percent-decoding (``file://<objects>/../../etc/passwd``);
+        a ``file://`` URI outside this store (the registry can never serve a path of its
+        own machine); an object of this store outside ``models/`` (another service's
+        prefix, such as ingest's ``datasets/``). ``s3://`` URIs of other buckets stay
+        allowed as references to models kept elsewhere: DownloadModelVersion answers
+        FAILED_PRECONDITION for them.
+        """
+        parts = urlsplit(uri)
+        path = unquote(parts.path)
+        segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
+        if any(segment in ("", ".", "..") for segment in segments) or "\\" in path or "\x00" in path:
+            raise InvalidArgument(
+                f"{field}: {shorten(uri)} has an empty, '.' or '..' path segment (after percent-decoding)",
+                field=field,
+            )
+        key = self.key_for_uri(uri)
+        if key is None:
+            if parts.scheme == "file":
+                raise InvalidArgument(
+                    f"{field}: {shorten(uri)} is a file outside the registry's object store "
+                    f"({self._uri_prefix}{MODELS_PREFIX}...); upload it with UploadModelVersion",
+                    field=field,
+                )
+            return
+        if not key.startswith(MODELS_PREFIX):
+            raise InvalidArgument(
+                f"{field}: {shorten(uri)} is outside the registry's prefix {MODELS_PREFIX!r} of the object "
+                "store (another service's objects)",
+                field=field,
+            )
 
     async def put(self, key: str, chunks: AsyncIterator[bytes]) -> ObjectInfo:
         """Write ``key`` from an async stream of chunks (ResourceExhausted past the limit).

@@ -16,7 +16,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry_common.errors import InvalidArgument
-from ferry_common.names import parse_label_filter, parse_name, validate_id
+from ferry_common.fields import labels, request_id, text
+from ferry_common.names import parse_label_filter, parse_name, parse_version_number, validate_id
 from ferry_registry.domain import (
     Alias,
     AliasEvent,
@@ -41,6 +42,7 @@ __all__ = [
     "model_to_proto",
     "new_model_version",
     "reason",
+    "request_id",
     "text",
     "update_fields",
     "version_ref",
@@ -67,13 +69,8 @@ DATATYPES = frozenset(
         "BYTES",
     }
 )
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_URI = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-MAX_DESCRIPTION = 10_000
-MAX_LABEL_VALUE = 256
-MAX_LABELS = 64
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_URI = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 MAX_ENTRIES = 1000
 MAX_REASON = 2000
 
@@ -87,13 +84,8 @@ def model_ref(field: str, name: str) -> str:
 
 
 def version_number(field: str, text_value: str) -> int:
-    """A version segment: a positive number."""
-    if not re.fullmatch(r"-?\d{1,18}", text_value):
-        raise InvalidArgument(f"{field}: version {text_value!r} is not a positive number", field=field)
-    number = int(text_value)
-    if number <= 0:
-        raise InvalidArgument(f"{field}: version {number} must be 1 or more", field=field)
-    return number
+    """A version segment: a positive number of ASCII digits."""
+    return parse_version_number(field, text_value)
 
 
 def version_ref(field: str, name: str) -> tuple[str, int]:
@@ -125,42 +117,12 @@ def positive(field: str, value: int) -> int:
 # ---------------------------------------------------------------------- fields
 
 
-def text(field: str, value: str, limit: int = MAX_DESCRIPTION) -> str:
-    if len(value) > limit:
-        raise InvalidArgument(f"{field}: {len(value)} characters, at most {limit}", field=field)
-    return value
-
-
 def reason(field: str, value: str) -> str:
     return text(field, value, MAX_REASON)
 
 
-def labels(field: str, values: Mapping[str, str]) -> dict[str, str]:
-    if len(values) > MAX_LABELS:
-        raise InvalidArgument(f"{field}: {len(values)} labels, at most {MAX_LABELS}", field=field)
-    for key, value in values.items():
-        if not _LABEL_KEY.match(key):
-            raise InvalidArgument(
-                f"{field}: key {key!r} is not a label key (1-63 letters, digits, '_', '.', '-')", field=field
-            )
-        if len(value) > MAX_LABEL_VALUE or '"' in value:
-            raise InvalidArgument(
-                f"{field}[{key!r}]: value {value[:40]!r} must be at most {MAX_LABEL_VALUE} characters without '\"'",
-                field=field,
-            )
-    return dict(values)
-
-
 def label_filter(value: str) -> dict[str, str]:
     return parse_label_filter(value)
-
-
-def request_id(field: str, value: str) -> str:
-    if value and not _REQUEST_ID.match(value):
-        raise InvalidArgument(
-            f"{field}: {value[:40]!r} is not a request id (1-128 letters, digits, '_', '.', ':', '-')", field=field
-        )
-    return value
 
 
 def update_fields(mask: FieldMask, allowed: Iterable[str]) -> set[str]:
@@ -209,7 +171,7 @@ def _artifact_format(field: str, value: int) -> ArtifactFormat:
 
 def _sha256(field: str, value: str) -> str:
     lowered = value.lower()
-    if not _SHA256.match(lowered):
+    if not _SHA256.fullmatch(lowered):
         raise InvalidArgument(f"{field}: {value[:80]!r} is not a hex sha256 (64 characters)", field=field)
     return lowered
 
@@ -222,7 +184,7 @@ def _artifact(field: str, message: pb.Artifact, *, upload: bool) -> Artifact:
         # uri is computed by the registry; sha256 and size, when given, are checked.
         sha = _sha256(f"{field}.sha256", message.sha256) if message.sha256 else ""
         return Artifact(uri="", sha256=sha, size_bytes=message.size_bytes, format=fmt)
-    if not _URI.match(message.uri):
+    if not _URI.fullmatch(message.uri):
         raise InvalidArgument(
             f"{field}.uri: {message.uri[:200]!r} is not an object URI such as s3://bucket/key or file:///path",
             field=f"{field}.uri",

@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ferry_common.errors import FailedPrecondition, FerryError, InvalidArgument, Unavailable
 from ferry_common.logs import get_logger
-from ferry_common.names import decode_page_token, encode_page_token
+from ferry_common.names import MAX_VERSION, decode_page_token, encode_page_token, shorten
 from ferry_registry.artifacts import ArtifactStore, artifact_key
 from ferry_registry.cache import ResolveCache
 from ferry_registry.domain import Alias, AliasChange, AliasEvent, Artifact, Model, ModelVersion, NewModelVersion, Page
@@ -131,6 +131,7 @@ class RegistryService:
     # -------------------------------------------------------------- versions
 
     async def create_version(self, model_id: str, new: NewModelVersion, request_id: str) -> ModelVersion:
+        self._artifacts.check_registered_uri("model_version.artifact.uri", new.artifact.uri)
         version, _ = await self._write(self._store.create_version, model_id, new, request_id or None)
         return version
 
@@ -376,7 +377,7 @@ def _position(page_token: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]
     for key, value in fingerprint.items():
         if position.get(key) != value:
             raise InvalidArgument(
-                f"page_token: {page_token!r} was issued for a different {key} (use it with the same request)",
+                f"page_token: {shorten(page_token)} was issued for a different {key} (use it with the same request)",
                 field="page_token",
             )
     return position
@@ -387,6 +388,10 @@ def _token_field(position: Mapping[str, Any], key: str, kind: type[R]) -> R | No
     if value is None:
         return None
     if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidArgument("page_token: not a token this service issued", field="page_token")
+    if isinstance(value, int) and not -MAX_VERSION <= value <= MAX_VERSION:  # SQL BIGINT
+        raise InvalidArgument("page_token: not a token this service issued", field="page_token")
+    if isinstance(value, str) and len(value) > 1024:
         raise InvalidArgument("page_token: not a token this service issued", field="page_token")
     return value
 

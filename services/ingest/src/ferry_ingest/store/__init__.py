@@ -10,17 +10,21 @@ failed is simply allocated again and its orphaned objects are overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping, Set
 from typing import Protocol
 
 from ferry_common.objectstore import ObjectInfo
 from ferry_ingest.domain import Dataset, DatasetVersion, VersionDraft
 
-__all__ = ["DatasetStore", "WriteObjects"]
+__all__ = ["DatasetStore", "SweepObjects", "WriteObjects"]
 
 # Called with the allocated version number, inside the commit transaction; writes the
 # version's objects and returns them by relative key (``data.parquet``, ...).
 WriteObjects = Callable[[int], Mapping[str, ObjectInfo]]
+# Called with the committed version numbers of a dataset, under its lock; removes the
+# objects of every other number and returns those numbers.
+SweepObjects = Callable[[Set[int]], list[int]]
 
 
 class DatasetStore(Protocol):
@@ -57,6 +61,18 @@ class DatasetStore(Protocol):
 
     def delete_version(self, dataset_id: str, version: int) -> DatasetVersion:
         """Remove the row (the caller then deletes the objects). NotFound when absent."""
+
+    def begin_pending(self, dataset_id: str) -> str:
+        """Record that objects of ``dataset_id`` may appear without a row; returns the record's token."""
+
+    def end_pending(self, token: str) -> None:
+        """Remove the record (the commit or delete finished, either way)."""
+
+    def list_pending(self) -> list[tuple[str, str, dt.datetime]]:
+        """Records ``(token, dataset_id, create_time)``, oldest first."""
+
+    def sweep_dataset(self, dataset_id: str, sweep: SweepObjects) -> list[int]:
+        """Run ``sweep`` under the dataset's commit lock; returns the numbers it removed."""
 
     def close(self) -> None:
         """Release connections."""

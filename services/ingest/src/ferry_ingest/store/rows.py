@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "DatasetRow", "VersionRow"]
+__all__ = ["Base", "DatasetRow", "PendingCommitRow", "VersionRow"]
 
 
 class Base(DeclarativeBase):
@@ -50,4 +50,19 @@ class VersionRow(Base):
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     description: Mapped[str] = mapped_column(Text, default="")
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingCommitRow(Base):
+    """A commit (or delete) of ``dataset_id`` under way: its objects may exist without a row.
+
+    Written in its own transaction before any object of the version can become
+    visible, removed after the version's row committed (or the delete finished). A
+    record left by a crash tells the next start which datasets to sweep.
+    """
+
+    __tablename__ = "pending_commits"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(63))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import pathlib
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,8 +29,8 @@ from ferry_ingest.domain import (
     VersionDraft,
 )
 from ferry_ingest.recipe import Recipe
-from ferry_ingest.store import WriteObjects
-from ferry_ingest.store.rows import DatasetRow, VersionRow
+from ferry_ingest.store import SweepObjects, WriteObjects
+from ferry_ingest.store.rows import DatasetRow, PendingCommitRow, VersionRow
 
 __all__ = ["SqlDatasetStore"]
 
@@ -38,7 +39,7 @@ _PG_MIGRATION_LOCK = 0x66657279  # advisory lock id: one migrator at a time
 _VERSION_TABLE = "alembic_version_ingest"
 # The newest migration (tests check it against the scripts): a database already there
 # starts without loading Alembic at all, which keeps the process smaller.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -246,6 +247,40 @@ class SqlDatasetStore:
         assert row is not None
         session.refresh(row)
         return row
+
+    # ------------------------------------------------------- pending commits
+
+    def begin_pending(self, dataset_id: str) -> str:
+        token = uuid.uuid4().hex
+        with self._write() as session:
+            session.add(PendingCommitRow(id=token, dataset_id=dataset_id, create_time=dt.datetime.now(dt.UTC)))
+        return token
+
+    def end_pending(self, token: str) -> None:
+        with self._write() as session:
+            row = session.get(PendingCommitRow, token)
+            if row is not None:
+                session.delete(row)
+
+    def list_pending(self) -> list[tuple[str, str, dt.datetime]]:
+        with self._read() as session:
+            rows = session.scalars(select(PendingCommitRow).order_by(PendingCommitRow.create_time))
+            return [(row.id, row.dataset_id, _utc(row.create_time)) for row in rows]
+
+    def sweep_dataset(self, dataset_id: str, sweep: SweepObjects) -> list[int]:
+        now = dt.datetime.now(dt.UTC)
+        placeholder = VersionDraft(dataset_id=dataset_id, sha256="", row_count=0, schema=(), lineage=Lineage())
+        with self._write() as session:
+            # The same lock a commit holds while it writes objects: no commit of this
+            # dataset is between its objects and its row while the sweep runs.
+            dataset = self._lock_dataset(session, placeholder, now)
+            committed = set(
+                session.scalars(select(VersionRow.version).where(VersionRow.dataset_id == dataset_id))
+            )
+            removed = sweep(committed)
+            if dataset.latest_version == 0:  # the row was created for the lock only
+                session.delete(dataset)
+        return removed
 
     def delete_version(self, dataset_id: str, version: int) -> DatasetVersion:
         with self._write() as session:
