@@ -123,9 +123,7 @@ def test_compose_service_is_built_and_health_checked(svc: str) -> None:
     for other, port in PORTS.items():
         if other != svc:
             assert env[f"FERRY_{other.upper()}_ADDRESS"] == f"{other}:{port}"
-    assert env[f"FERRY_{svc.upper()}_DATABASE_URL"] == (
-        f"postgresql+psycopg://ferry:ferry@postgres:5432/{svc}"
-    )
+    assert env[f"FERRY_{svc.upper()}_DATABASE_URL"] == (f"postgresql+psycopg://ferry:ferry@postgres:5432/{svc}")
     assert env["FERRY_OBJECT_STORE_URL"].startswith("s3://")
     assert env["FERRY_S3_ENDPOINT"] == "minio:9000"
     assert env["FERRY_STATE_DIR"] == "/var/lib/ferry"
@@ -276,9 +274,7 @@ def test_dockerfile_builds_the_service_image(svc: str) -> None:
     assert instructions[-1] == f'ENTRYPOINT ["ferry-{svc}"]'
     for source in ("constraints.txt", "protos/", "services/common/", f"services/{svc}/"):
         assert any(i.startswith("COPY ") and source in i for i in instructions), source
-    assert re.search(
-        rf"pip install -c constraints\.txt \./protos \./services/common \./services/{svc}\b", text
-    )
+    assert re.search(rf"pip install -c constraints\.txt \./protos \./services/common \./services/{svc}\b", text)
     assert "-e " not in text and "--editable" not in text
     assert re.search(rf"^EXPOSE .*\b{PORTS[svc]}\b", text, flags=re.MULTILINE)
     users = [i.split()[1] for i in instructions if i.startswith("USER ")]

@@ -75,22 +75,32 @@ def generate(directory: pathlib.Path, size_mb: int) -> tuple[pathlib.Path, pathl
     """A CSV of about ``size_mb`` MB (numeric and categorical columns) and the same rows as Parquet."""
     rng = np.random.default_rng(42)
     csv_path, parquet_path = directory / "data.csv", directory / "data.parquet"
-    schema = pa.schema([
-        ("id", pa.int64()), ("x1", pa.float64()), ("x2", pa.float64()), ("x3", pa.float64()),
-        ("n", pa.int64()), ("kind", pa.string()), ("flag", pa.bool_()),
-    ])
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("x1", pa.float64()),
+            ("x2", pa.float64()),
+            ("x3", pa.float64()),
+            ("n", pa.int64()),
+            ("kind", pa.string()),
+            ("flag", pa.bool_()),
+        ]
+    )
     rows, block = 0, 200_000
     with pacsv.CSVWriter(csv_path, schema) as csv_writer, pq.ParquetWriter(parquet_path, schema) as parquet_writer:
         while csv_path.stat().st_size < size_mb * 1_000_000:
-            table = pa.table({
-                "id": np.arange(rows, rows + block),
-                "x1": rng.normal(0, 1, block).round(6),
-                "x2": rng.exponential(10, block).round(4),
-                "x3": rng.uniform(-1000, 1000, block).round(3),
-                "n": rng.integers(0, 1000, block),
-                "kind": pa.array(rng.choice(["alpha", "beta", "gamma", "delta"], block)),
-                "flag": rng.random(block) > 0.3,
-            }, schema=schema)
+            table = pa.table(
+                {
+                    "id": np.arange(rows, rows + block),
+                    "x1": rng.normal(0, 1, block).round(6),
+                    "x2": rng.exponential(10, block).round(4),
+                    "x3": rng.uniform(-1000, 1000, block).round(3),
+                    "n": rng.integers(0, 1000, block),
+                    "kind": pa.array(rng.choice(["alpha", "beta", "gamma", "delta"], block)),
+                    "flag": rng.random(block) > 0.3,
+                },
+                schema=schema,
+            )
             csv_writer.write_table(table)
             parquet_writer.write_table(table)
             rows += block
@@ -173,8 +183,11 @@ def main() -> None:
         csv_path, parquet_path = generate(work, size_mb)
 
         s3_port = free_port()
-        moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        moto = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(moto)
         wait_port(s3_port, moto, "moto_server")
         endpoint = f"127.0.0.1:{s3_port}"
@@ -215,6 +228,7 @@ def main() -> None:
                 with path.open("rb") as source:
                     client.put_object(bucket, key, source, path.stat().st_size, part_size=part_size)
                 client.remove_object(bucket, key)
+
             return run
 
         def upload(path: pathlib.Path, fmt: int) -> Callable[[int], None]:
@@ -222,6 +236,7 @@ def main() -> None:
                 dataset = f"bench-{uuid.uuid4().hex[:12]}"
                 version = stub.UploadDataset(upload_requests(dataset, path, fmt), timeout=3600)
                 assert version.row_count > 0
+
             return run
 
         def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
@@ -242,8 +257,10 @@ def main() -> None:
             with PeakRss(ingest.pid) as rss:
                 ours = Result(f"ferry-ingest UploadDataset {label}", size, timed(repeat, upload(path, fmt)))
             ours.peak_rss_mb = rss.peak / 1e6
-            used = {pid: (cpu_seconds(proc) - before[pid]) / repeat for pid, proc in ((ingest.pid, ingest),
-                                                                                    (moto.pid, moto))}
+            used = {
+                pid: (cpu_seconds(proc) - before[pid]) / repeat
+                for pid, proc in ((ingest.pid, ingest), (moto.pid, moto))
+            }
             cpu_notes.append(
                 f"{label}: per upload, ferry-ingest used {used[ingest.pid]:.2f} s CPU and moto {used[moto.pid]:.2f} s"
             )
@@ -252,14 +269,19 @@ def main() -> None:
                 ratio = baseline.median / row.median
                 note = f"{ratio:5.2f}" if row is ours else ("  base" if row is baseline else "     ")
                 rss_text = f"{row.peak_rss_mb:11.0f}" if row is ours else " " * 11
-                print(f"| {row.case:42s} | {row.size_mb:7.1f} | {row.median:7.2f} | {row.mb_s:7.1f} | {note} |"
-                      f" {rss_text} |", flush=True)
+                print(
+                    f"| {row.case:42s} | {row.size_mb:7.1f} | {row.median:7.2f} | {row.mb_s:7.1f} | {note} |"
+                    f" {rss_text} |",
+                    flush=True,
+                )
         print()
         for note in cpu_notes:
             print(note)
-        print(f"files: CSV {csv_path.stat().st_size / 1e6:.0f} MB, Parquet {parquet_path.stat().st_size / 1e6:.0f} MB;"
-              f" median of {repeat} run(s); ratio = raw put time (best part size) / ferry-ingest time;"
-              f" {os.cpu_count()} CPUs")
+        print(
+            f"files: CSV {csv_path.stat().st_size / 1e6:.0f} MB, Parquet {parquet_path.stat().st_size / 1e6:.0f} MB;"
+            f" median of {repeat} run(s); ratio = raw put time (best part size) / ferry-ingest time;"
+            f" {os.cpu_count()} CPUs"
+        )
     finally:
         for proc in reversed(procs):
             proc.terminate()

@@ -66,12 +66,18 @@ def test_page_tokens_holding_foreign_values_are_invalid(ingest: Ingest, source: 
         (Step(fill_null=pb.FillNullStep(column="score", strategy=42)), "recipe.steps[0].fill_null.strategy"),  # type: ignore[arg-type]
         (Step(select=pb.SelectStep(columns=["x" * 300])), "recipe.steps[0].select.columns[0]"),
         (Step(drop=pb.DropStep(columns=["a\nb"])), "recipe.steps[0].drop.columns[0]"),
-        (Step(filter=pb.FilterStep(column="id", operator=pb.FILTER_OPERATOR_EQ, value="1" * 20_000)),
-         "recipe.steps[0].filter.value"),
-        (Step(split=pb.SplitStep(fractions=[pb.SplitFraction(name="train", fraction=1.0)], seed=-1)),
-         "recipe.steps[0].split.seed"),
-        (Step(split=pb.SplitStep(fractions=[pb.SplitFraction(name="train\n", fraction=1.0)])),
-         "recipe.steps[0].split.fractions[0].name"),
+        (
+            Step(filter=pb.FilterStep(column="id", operator=pb.FILTER_OPERATOR_EQ, value="1" * 20_000)),
+            "recipe.steps[0].filter.value",
+        ),
+        (
+            Step(split=pb.SplitStep(fractions=[pb.SplitFraction(name="train", fraction=1.0)], seed=-1)),
+            "recipe.steps[0].split.seed",
+        ),
+        (
+            Step(split=pb.SplitStep(fractions=[pb.SplitFraction(name="train\n", fraction=1.0)])),
+            "recipe.steps[0].split.fractions[0].name",
+        ),
     ],
 )
 def test_malformed_recipe_fields_are_invalid(ingest: Ingest, source: str, step: pb.RecipeStep, field: str) -> None:

@@ -73,8 +73,12 @@ def test_sql_import_streams_a_postgres_table_into_a_version(ingest: Ingest, orde
 
     assert version.row_count == 30000
     assert [(f.name, f.type) for f in version.schema.fields] == [
-        ("id", "int64"), ("customer", "string"), ("amount", "double"), ("paid", "bool"),
-        ("placed", "timestamp[us, tz=UTC]"), ("note", "string"),
+        ("id", "int64"),
+        ("customer", "string"),
+        ("amount", "double"),
+        ("paid", "bool"),
+        ("placed", "timestamp[us, tz=UTC]"),
+        ("note", "string"),
     ]
     assert version.lineage.source_query == query
     assert "ferry:" not in version.lineage.source_uri  # the password is not recorded
@@ -90,8 +94,14 @@ def test_sql_import_streams_a_postgres_table_into_a_version(ingest: Ingest, orde
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "query",
-    ["DELETE FROM orders", "UPDATE orders SET paid = true", "DROP TABLE orders", "SELECT 1; DELETE FROM orders",
-     "", "-- SELECT\n INSERT INTO orders VALUES (0)"],
+    [
+        "DELETE FROM orders",
+        "UPDATE orders SET paid = true",
+        "DROP TABLE orders",
+        "SELECT 1; DELETE FROM orders",
+        "",
+        "-- SELECT\n INSERT INTO orders VALUES (0)",
+    ],
 )
 def test_non_select_queries_are_refused_before_connecting(ingest: Ingest, query: str) -> None:
     # An unreachable URL proves the refusal comes first: no connection is attempted.
@@ -139,8 +149,9 @@ def test_sql_import_from_sqlite_and_bad_urls(ingest: Ingest, tmp_path: pathlib.P
 
     bad = pb.ImportDatasetRequest(dataset_id="items", sql=pb.SqlSource(url="not a url", query="SELECT 1"))
     assert rpc_error(ingest.stub.ImportDataset, bad).code() == grpc.StatusCode.INVALID_ARGUMENT
-    missing = pb.ImportDatasetRequest(dataset_id="items", sql=pb.SqlSource(connection="shop",
-                                                                           query="SELECT * FROM nope"))
+    missing = pb.ImportDatasetRequest(
+        dataset_id="items", sql=pb.SqlSource(connection="shop", query="SELECT * FROM nope")
+    )
     error = rpc_error(ingest.stub.ImportDataset, missing)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "nope" in error.details()
     assert rpc_error(ingest.stub.ImportDataset, pb.ImportDatasetRequest(dataset_id="items")).code() == (
@@ -155,15 +166,20 @@ def test_object_import_from_a_file_uri_and_from_the_bucket(ingest: Ingest, tmp_p
     request = pb.ImportDatasetRequest(dataset_id="orders", object=pb.ObjectSource(uri=source.as_uri()))
     _, version = _import(ingest, request)
     assert version.row_count == 3000 and version.lineage.source_uri == source.as_uri()
-    pd.testing.assert_frame_equal(ingest.read_table(version.name).to_pandas(), pd.read_csv(io.BytesIO(data)),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        ingest.read_table(version.name).to_pandas(), pd.read_csv(io.BytesIO(data)), check_dtype=False
+    )
 
-    error = rpc_error(ingest.stub.ImportDataset, pb.ImportDatasetRequest(
-        dataset_id="orders", object=pb.ObjectSource(uri=(tmp_path / "nope.csv").as_uri())))
+    error = rpc_error(
+        ingest.stub.ImportDataset,
+        pb.ImportDatasetRequest(dataset_id="orders", object=pb.ObjectSource(uri=(tmp_path / "nope.csv").as_uri())),
+    )
     assert error.code() == grpc.StatusCode.NOT_FOUND and "nope.csv" in error.details()
     (tmp_path / "orders.txt").write_bytes(data)
-    error = rpc_error(ingest.stub.ImportDataset, pb.ImportDatasetRequest(
-        dataset_id="orders", object=pb.ObjectSource(uri=(tmp_path / "orders.txt").as_uri())))
+    error = rpc_error(
+        ingest.stub.ImportDataset,
+        pb.ImportDatasetRequest(dataset_id="orders", object=pb.ObjectSource(uri=(tmp_path / "orders.txt").as_uri())),
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "object.format" in error.details()
 
     if ingest.backend == "s3":

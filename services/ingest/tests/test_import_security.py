@@ -44,8 +44,9 @@ def serve(tmp_path: pathlib.Path) -> Serve:
 
     @contextmanager
     def start(env: dict[str, str]) -> Iterator[Ingest]:
-        settings = test_settings("ingest", tmp_path / f"state-{uuid.uuid4().hex[:6]}",
-                                 {"FERRY_AUTH_TOKENS_FILE": str(tokens), **env})
+        settings = test_settings(
+            "ingest", tmp_path / f"state-{uuid.uuid4().hex[:6]}", {"FERRY_AUTH_TOKENS_FILE": str(tokens), **env}
+        )
         backend = "s3" if settings.object_store_url.startswith("s3://") else "local"
         with ServiceThread(settings, build) as service:
             channel = service.channel()
@@ -97,11 +98,21 @@ def test_file_and_s3_imports_are_off_by_default(serve: Serve, tmp_path: pathlib.
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
         for uri in ("file:///etc/shadow", "file:///etc/passwd", readable.as_uri()):
-            _refused(ingest, _object(uri), grpc.StatusCode.FAILED_PRECONDITION,
-                     "object.uri", "FERRY_INGEST_IMPORT_FILE_ROOTS")
+            _refused(
+                ingest,
+                _object(uri),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "object.uri",
+                "FERRY_INGEST_IMPORT_FILE_ROOTS",
+            )
         # A local object store and no FERRY_INGEST_IMPORT_S3_BUCKETS: no bucket is readable.
-        _refused(ingest, _object("s3://any-bucket/data.csv"), grpc.StatusCode.FAILED_PRECONDITION,
-                 "object.uri", "FERRY_INGEST_IMPORT_S3_BUCKETS")
+        _refused(
+            ingest,
+            _object("s3://any-bucket/data.csv"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "object.uri",
+            "FERRY_INGEST_IMPORT_S3_BUCKETS",
+        )
         assert _datasets(ingest) == []
 
 
@@ -138,10 +149,16 @@ def test_file_import_escapes_out_of_the_roots_are_refused(
     ]
     with serve({"FERRY_INGEST_IMPORT_FILE_ROOTS": str(root)}) as ingest:
         for uri in escapes:
-            _refused(ingest, _object(uri), grpc.StatusCode.PERMISSION_DENIED,
-                     "object.uri", "FERRY_INGEST_IMPORT_FILE_ROOTS")
-        _refused(ingest, _object(f"file://db.internal{root}/data.csv"), grpc.StatusCode.INVALID_ARGUMENT,
-                 "object.uri", "db.internal")
+            _refused(
+                ingest, _object(uri), grpc.StatusCode.PERMISSION_DENIED, "object.uri", "FERRY_INGEST_IMPORT_FILE_ROOTS"
+            )
+        _refused(
+            ingest,
+            _object(f"file://db.internal{root}/data.csv"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "object.uri",
+            "db.internal",
+        )
         _refused(ingest, _object(f"file://{root}/nope.csv"), grpc.StatusCode.NOT_FOUND, "object.uri")
         _refused(ingest, _object(f"file://{root}/nested"), grpc.StatusCode.NOT_FOUND, "object.uri")
         assert _datasets(ingest) == []
@@ -190,10 +207,16 @@ def test_sql_urls_are_refused_by_default(serve: Serve, shop_db: pathlib.Path) ->
         _refused(ingest, _sql(url=f"sqlite:///{shop_db}", query=query), grpc.StatusCode.PERMISSION_DENIED, "sql.url")
         _refused(ingest, _sql(url="sqlite:////etc/passwd", query=query), grpc.StatusCode.PERMISSION_DENIED, "sql.url")
         # A network URL is refused too, before any connection: the operator did not opt in.
-        _refused(ingest, _sql(url="postgresql+psycopg://reader@127.0.0.1:1/sales", query=query),
-                 grpc.StatusCode.FAILED_PRECONDITION, "sql.url", "FERRY_INGEST_ALLOW_SQL_URLS")
-        _refused(ingest, _sql(connection="warehouse", query=query), grpc.StatusCode.NOT_FOUND,
-                 "sql.connection", "warehouse")
+        _refused(
+            ingest,
+            _sql(url="postgresql+psycopg://reader@127.0.0.1:1/sales", query=query),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "sql.url",
+            "FERRY_INGEST_ALLOW_SQL_URLS",
+        )
+        _refused(
+            ingest, _sql(connection="warehouse", query=query), grpc.StatusCode.NOT_FOUND, "sql.connection", "warehouse"
+        )
         _refused(ingest, _sql(query=query), grpc.StatusCode.INVALID_ARGUMENT, "sql.connection")
         assert _datasets(ingest) == []
     assert shop_db.read_bytes() == before
@@ -207,8 +230,10 @@ def test_raw_urls_that_reach_local_files_are_refused_even_when_urls_are_allowed(
         for url in (f"sqlite:///{shop_db}", f"sqlite+pysqlite:///{shop_db}", "sqlite://"):
             _refused(ingest, _sql(url=url, query=query), grpc.StatusCode.PERMISSION_DENIED, "sql.url", "sqlite")
         # The server's own PostgreSQL socket (peer authentication as the service's user).
-        for url in ("postgresql+psycopg:///postgres?host=/var/run/postgresql",
-                    "postgresql+psycopg://reader@db.internal/sales?passfile=/etc/ferry/pgpass"):
+        for url in (
+            "postgresql+psycopg:///postgres?host=/var/run/postgresql",
+            "postgresql+psycopg://reader@db.internal/sales?passfile=/etc/ferry/pgpass",
+        ):
             _refused(ingest, _sql(url=url, query=query), grpc.StatusCode.PERMISSION_DENIED, "sql.url")
         assert _datasets(ingest) == []
 
@@ -231,13 +256,24 @@ def test_a_named_sqlite_connection_imports_read_only_and_times_out(
         # A query that would run forever is interrupted once it runs past the limit.
         forever = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
         started = time.monotonic()
-        _refused(ingest, _sql("items", connection="shop", query=forever), grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 "sql.query", "1 s", "FERRY_INGEST_SQL_STATEMENT_TIMEOUT_SECONDS")
+        _refused(
+            ingest,
+            _sql("items", connection="shop", query=forever),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "sql.query",
+            "1 s",
+            "FERRY_INGEST_SQL_STATEMENT_TIMEOUT_SECONDS",
+        )
         assert time.monotonic() - started < 10
 
         # The file of a connection is opened read-only: a missing one is not created.
-        _refused(ingest, _sql("items", connection="gone", query="SELECT 1"), grpc.StatusCode.FAILED_PRECONDITION,
-                 "sql.connection", "gone")
+        _refused(
+            ingest,
+            _sql("items", connection="gone", query="SELECT 1"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "sql.connection",
+            "gone",
+        )
         assert not missing.exists()
 
 
@@ -279,8 +315,10 @@ def test_a_named_postgres_connection_imports_and_keeps_its_password(
         "wrong": {"url": url, "password_env": "WRONG_PASSWORD"},
         "down": {"url": f"postgresql+psycopg://{role}@127.0.0.1:{free_port()}/sales", "password_env": "DOWN_PASSWORD"},
     }
-    env = {"FERRY_INGEST_CONNECTIONS_FILE": _connections_file(tmp_path, connections),
-           "FERRY_INGEST_SQL_STATEMENT_TIMEOUT_SECONDS": "1"}
+    env = {
+        "FERRY_INGEST_CONNECTIONS_FILE": _connections_file(tmp_path, connections),
+        "FERRY_INGEST_SQL_STATEMENT_TIMEOUT_SECONDS": "1",
+    }
     with serve(env) as ingest:
         version = _import(ingest, _sql("sales", connection="warehouse", query="SELECT * FROM sales ORDER BY id"))
         assert version.row_count == 1000
@@ -288,22 +326,43 @@ def test_a_named_postgres_connection_imports_and_keeps_its_password(
         assert password not in str(version) and role not in version.lineage.source_uri
 
         details = [
-            _refused(ingest, _sql(connection="warehouse", query="SELECT * FROM nope"),
-                     grpc.StatusCode.INVALID_ARGUMENT, "sql.query", "nope"),
-            _refused(ingest, _sql(connection="wrong", query="SELECT 1"), grpc.StatusCode.UNAVAILABLE,
-                     "sql.connection", "'wrong'"),
-            _refused(ingest, _sql(connection="down", query="SELECT 1"), grpc.StatusCode.UNAVAILABLE,
-                     "sql.connection", "'down'"),
-            _refused(ingest, _sql(connection="nope", query="SELECT 1"), grpc.StatusCode.NOT_FOUND,
-                     "sql.connection", "nope"),
+            _refused(
+                ingest,
+                _sql(connection="warehouse", query="SELECT * FROM nope"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "sql.query",
+                "nope",
+            ),
+            _refused(
+                ingest,
+                _sql(connection="wrong", query="SELECT 1"),
+                grpc.StatusCode.UNAVAILABLE,
+                "sql.connection",
+                "'wrong'",
+            ),
+            _refused(
+                ingest,
+                _sql(connection="down", query="SELECT 1"),
+                grpc.StatusCode.UNAVAILABLE,
+                "sql.connection",
+                "'down'",
+            ),
+            _refused(
+                ingest, _sql(connection="nope", query="SELECT 1"), grpc.StatusCode.NOT_FOUND, "sql.connection", "nope"
+            ),
         ]
         for text in details:
             assert password not in text and down_password not in text
 
         # pg_sleep(20) is cancelled by the server after the 1 s statement timeout.
         started = time.monotonic()
-        _refused(ingest, _sql(connection="warehouse", query="SELECT pg_sleep(20)"),
-                 grpc.StatusCode.RESOURCE_EXHAUSTED, "sql.query", "statement timeout of 1 s")
+        _refused(
+            ingest,
+            _sql(connection="warehouse", query="SELECT pg_sleep(20)"),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "sql.query",
+            "statement timeout of 1 s",
+        )
         assert time.monotonic() - started < 8
 
     logged = capfd.readouterr()
@@ -329,8 +388,9 @@ def test_a_malformed_connections_file_stops_the_service(tmp_path: pathlib.Path) 
     assert "not a SQLAlchemy URL" in start("connections:\n  w:\n    url: 'not a url'\n")
     inline = start("connections:\n  w:\n    url: postgresql://reader:hunter2@db/sales\n")
     assert "password_env" in inline and "hunter2" not in inline
-    assert "NOT_SET_ANYWHERE" in start("connections:\n  w:\n    url: postgresql://reader@db/sales\n"
-                                       "    password_env: NOT_SET_ANYWHERE\n")
+    assert "NOT_SET_ANYWHERE" in start(
+        "connections:\n  w:\n    url: postgresql://reader@db/sales\n    password_env: NOT_SET_ANYWHERE\n"
+    )
     # The service itself refuses to start on such a file.
     bad = tmp_path / "bad.yaml"
     bad.write_text("connections: 3\n")
@@ -358,8 +418,14 @@ def test_s3_imports_read_only_the_allowed_buckets(serve: Serve, s3_env: dict[str
     with serve(s3_env) as ingest:  # FERRY_INGEST_IMPORT_S3_BUCKETS unset: the store's own bucket
         version = _import(ingest, _object(f"s3://{own}/drop/orders.csv", "orders"))
         assert version.row_count == 20
-        _refused(ingest, _object(f"s3://{other}/drop/orders.csv"), grpc.StatusCode.PERMISSION_DENIED,
-                 "object.uri", other, "FERRY_INGEST_IMPORT_S3_BUCKETS")
+        _refused(
+            ingest,
+            _object(f"s3://{other}/drop/orders.csv"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "object.uri",
+            other,
+            "FERRY_INGEST_IMPORT_S3_BUCKETS",
+        )
 
     with serve({**s3_env, "FERRY_INGEST_IMPORT_S3_BUCKETS": other}) as ingest:
         assert _import(ingest, _object(f"s3://{other}/drop/orders.csv", "orders")).row_count == 20
@@ -370,6 +436,11 @@ def test_s3_import_from_an_endpoint_that_is_down_is_unavailable(serve: Serve) ->
     env = {"FERRY_INGEST_IMPORT_S3_BUCKETS": "landing", "FERRY_S3_ENDPOINT": f"127.0.0.1:{free_port()}"}
     with serve(env) as ingest:  # a local object store; only the import source is on S3
         started = time.monotonic()
-        _refused(ingest, _object("s3://landing/drop/orders.csv"), grpc.StatusCode.UNAVAILABLE,
-                 "object.uri", "s3://landing/drop/orders.csv")
+        _refused(
+            ingest,
+            _object("s3://landing/drop/orders.csv"),
+            grpc.StatusCode.UNAVAILABLE,
+            "object.uri",
+            "s3://landing/drop/orders.csv",
+        )
         assert time.monotonic() - started < 30

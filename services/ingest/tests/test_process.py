@@ -29,18 +29,24 @@ MIB = 1024 * 1024
 def write_csv(path: pathlib.Path, target_bytes: int, seed: int = 0) -> int:
     """A numeric + categorical CSV of about ``target_bytes``; returns its row count."""
     rng = np.random.default_rng(seed)
-    schema = pa.schema([("id", pa.int64()), ("x", pa.float64()), ("y", pa.float64()), ("n", pa.int64()),
-                        ("kind", pa.string())])
+    schema = pa.schema(
+        [("id", pa.int64()), ("x", pa.float64()), ("y", pa.float64()), ("n", pa.int64()), ("kind", pa.string())]
+    )
     rows, block = 0, 250_000
     with pacsv.CSVWriter(path, schema) as writer:
         while path.stat().st_size < target_bytes:
-            writer.write_table(pa.table({
-                "id": np.arange(rows, rows + block),
-                "x": rng.normal(0, 1, block).round(6),
-                "y": rng.exponential(10, block).round(4),
-                "n": rng.integers(0, 1000, block),
-                "kind": pa.array(rng.choice(["alpha", "beta", "gamma"], block)),
-            }, schema=schema))
+            writer.write_table(
+                pa.table(
+                    {
+                        "id": np.arange(rows, rows + block),
+                        "x": rng.normal(0, 1, block).round(6),
+                        "y": rng.exponential(10, block).round(4),
+                        "n": rng.integers(0, 1000, block),
+                        "kind": pa.array(rng.choice(["alpha", "beta", "gamma"], block)),
+                    },
+                    schema=schema,
+                )
+            )
             rows += block
     return rows
 
@@ -99,7 +105,8 @@ def test_kill_9_mid_upload_leaves_nothing_and_the_retry_succeeds(
         )
         assert (version.name, version.row_count) == ("datasets/big/versions/1", rows)
         assert stored_keys(state, backend_env) == [
-            "datasets/big/versions/1/data.parquet", "datasets/big/versions/1/profile.json",
+            "datasets/big/versions/1/data.parquet",
+            "datasets/big/versions/1/profile.json",
         ]
     finally:
         server.stop()
@@ -152,16 +159,22 @@ def _chain(
     ("env", "named"),
     [
         ({"FERRY_OBJECT_STORE_URL": "s3://ferry", "FERRY_S3_ENDPOINT": "127.0.0.1:1"}, "FERRY_S3_ENDPOINT"),
-        ({"FERRY_INGEST_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"},
-         "FERRY_INGEST_DATABASE_URL"),
+        ({"FERRY_INGEST_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"}, "FERRY_INGEST_DATABASE_URL"),
     ],
 )
 def test_a_wrong_backend_fails_fast_naming_it(tmp_path: pathlib.Path, env: dict[str, str], named: str) -> None:
     result = subprocess.run(
         [str(BIN / "ferry-ingest")],
-        env={**os.environ, **env, "FERRY_STATE_DIR": str(tmp_path), "OTEL_TRACES_EXPORTER": "none",
-             "FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}"},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **os.environ,
+            **env,
+            "FERRY_STATE_DIR": str(tmp_path),
+            "OTEL_TRACES_EXPORTER": "none",
+            "FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and named in result.stderr, result.stderr
     assert "pw" not in result.stderr  # no password in the message
@@ -171,8 +184,15 @@ def test_a_missing_bucket_fails_fast_naming_it(tmp_path: pathlib.Path, s3_endpoi
     env = {"FERRY_OBJECT_STORE_URL": "s3://no-such-bucket/x", "FERRY_S3_ENDPOINT": s3_endpoint}
     result = subprocess.run(
         [str(BIN / "ferry-ingest")],
-        env={**os.environ, **env, "FERRY_STATE_DIR": str(tmp_path), "OTEL_TRACES_EXPORTER": "none",
-             "FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}"},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **os.environ,
+            **env,
+            "FERRY_STATE_DIR": str(tmp_path),
+            "OTEL_TRACES_EXPORTER": "none",
+            "FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "'no-such-bucket'" in result.stderr, result.stderr

@@ -34,8 +34,9 @@ CLEAN = pb.Recipe(
 )
 
 
-def _transform(ingest: Ingest, source: str, recipe: pb.Recipe, dataset_id: str = "penguins-clean",
-               request_id: str = "") -> pb.DatasetVersion:
+def _transform(
+    ingest: Ingest, source: str, recipe: pb.Recipe, dataset_id: str = "penguins-clean", request_id: str = ""
+) -> pb.DatasetVersion:
     request = pb.TransformDatasetRequest(source=source, dataset_id=dataset_id, recipe=recipe, request_id=request_id)
     version: pb.DatasetVersion = ingest.stub.TransformDataset(request, timeout=60)
     return version
@@ -60,7 +61,9 @@ def test_recipe_with_split_makes_a_version_with_lineage_and_disjoint_parts(inges
     whole = ingest.read_table(version.name).to_pandas()
     pd.testing.assert_frame_equal(whole, expected.reset_index(drop=True))
     assert [(f.name, f.type) for f in version.schema.fields] == [
-        ("id", "double"), ("score", "double"), ("category", "string"),
+        ("id", "double"),
+        ("score", "double"),
+        ("category", "string"),
     ]
     assert version.row_count == 900
 
@@ -143,13 +146,19 @@ def test_split_without_stratify_has_exact_sizes_and_is_reproducible(ingest: Inge
     ("step", "field", "value"),
     [
         (Step(select=pb.SelectStep(columns=["id", "nope"])), "recipe.steps[0].select.columns", "'nope'"),
-        (Step(filter=pb.FilterStep(column="score", operator=pb.FILTER_OPERATOR_GT, value="high")),
-         "recipe.steps[0].filter.value", "'high'"),
+        (
+            Step(filter=pb.FilterStep(column="score", operator=pb.FILTER_OPERATOR_GT, value="high")),
+            "recipe.steps[0].filter.value",
+            "'high'",
+        ),
         (Step(filter=pb.FilterStep(column="score", value="1")), "recipe.steps[0].filter.operator", "required"),
         (Step(cast=pb.CastStep(column="id", type="int128")), "recipe.steps[0].cast.type", "'int128'"),
         (Step(cast=pb.CastStep(column="kind", type="int64")), "recipe.steps[0].cast.type", "'kind'"),
-        (Step(fill_null=pb.FillNullStep(column="kind", strategy=pb.FILL_STRATEGY_MEAN)),
-         "recipe.steps[0].fill_null.strategy", "'kind'"),
+        (
+            Step(fill_null=pb.FillNullStep(column="kind", strategy=pb.FILL_STRATEGY_MEAN)),
+            "recipe.steps[0].fill_null.strategy",
+            "'kind'",
+        ),
         (Step(rename=pb.RenameStep(columns={"id": "kind"})), "recipe.steps[0].rename.columns", "kind"),
         (_split(("train", 0.8), ("test", 0.3)), "recipe.steps[0].split.fractions", "sum to 1.1"),
         (_split(("Train", 1.0)), "recipe.steps[0].split.fractions[0].name", "'Train'"),
@@ -178,8 +187,12 @@ def test_split_must_be_last_and_sources_must_exist(ingest: Ingest) -> None:
 
 def test_a_cast_that_fails_on_a_value_names_the_step(ingest: Ingest) -> None:
     parent = ingest.upload("mixed", b"code\n12\n7\nx9\n")
-    recipe = pb.Recipe(steps=[Step(fill_null=pb.FillNullStep(column="code", value="0")),
-                              Step(cast=pb.CastStep(column="code", type="int64"))])
+    recipe = pb.Recipe(
+        steps=[
+            Step(fill_null=pb.FillNullStep(column="code", value="0")),
+            Step(cast=pb.CastStep(column="code", type="int64")),
+        ]
+    )
     error = rpc_error(_transform, ingest, parent.name, recipe)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("recipe.steps[1].cast.type") and "'code'" in error.details()

@@ -56,12 +56,14 @@ def test_integer_histograms_are_exact_even_with_many_distinct_values() -> None:
 
 
 def test_nulls_nan_and_constant_columns() -> None:
-    table = pa.table({
-        "x": pa.array([1.0, None, float("nan"), 3.0, 5.0]),
-        "c": pa.array([7, 7, 7, 7, 7]),
-        "s": pa.array(["a", None, "b", "a", None]),
-        "t": pa.array([1, 2, None, 4, 5], pa.timestamp("s")),
-    })
+    table = pa.table(
+        {
+            "x": pa.array([1.0, None, float("nan"), 3.0, 5.0]),
+            "c": pa.array([7, 7, 7, 7, 7]),
+            "s": pa.array(["a", None, "b", "a", None]),
+            "t": pa.array([1, 2, None, 4, 5], pa.timestamp("s")),
+        }
+    )
     profile = _profile(table)
     x = profile.column("x")
     assert x.null_count == 2 and x.numeric is not None and x.numeric.mean == 3.0
@@ -125,8 +127,14 @@ def test_split_sizes_use_largest_remainders() -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["SELECT 1", "  with a as (select 1) select * from a;  ", "/* hi */ -- there\n SELECT ';'", "select 'x;y'",
-     "SELECT $$;$$", 'SELECT "a;b" FROM t'],
+    [
+        "SELECT 1",
+        "  with a as (select 1) select * from a;  ",
+        "/* hi */ -- there\n SELECT ';'",
+        "select 'x;y'",
+        "SELECT $$;$$",
+        'SELECT "a;b" FROM t',
+    ],
 )
 def test_select_and_with_queries_pass(query: str) -> None:
     assert check_query(query)
@@ -134,8 +142,17 @@ def test_select_and_with_queries_pass(query: str) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["INSERT INTO t VALUES (1)", "SELECT 1; SELECT 2", "select 1; drop table t", "", "  -- nothing\n",
-     "VACUUM", "(SELECT 1)", "COPY t TO '/tmp/x'", "SELECT 1;;"],
+    [
+        "INSERT INTO t VALUES (1)",
+        "SELECT 1; SELECT 2",
+        "select 1; drop table t",
+        "",
+        "  -- nothing\n",
+        "VACUUM",
+        "(SELECT 1)",
+        "COPY t TO '/tmp/x'",
+        "SELECT 1;;",
+    ],
 )
 def test_other_statements_are_refused(query: str) -> None:
     with pytest.raises(InvalidArgument) as raised:

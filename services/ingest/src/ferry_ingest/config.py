@@ -161,8 +161,10 @@ def load_sql_connections(path: pathlib.Path, environ: Mapping[str, str]) -> dict
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise SettingsError(f"{where}: not valid YAML{at}") from None
-    if not isinstance(document, dict) or set(document) != {"connections"} or not isinstance(
-        document["connections"], dict
+    if (
+        not isinstance(document, dict)
+        or set(document) != {"connections"}
+        or not isinstance(document["connections"], dict)
     ):
         raise SettingsError(f"{where}: expected one top-level key 'connections' mapping names to connections")
     connections: dict[str, SqlConnection] = {}
@@ -175,16 +177,16 @@ def load_sql_connections(path: pathlib.Path, environ: Mapping[str, str]) -> dict
     return connections
 
 
-def _connection(
-    where: str, path: pathlib.Path, name: str, entry: Any, environ: Mapping[str, str]
-) -> SqlConnection:
+def _connection(where: str, path: pathlib.Path, name: str, entry: Any, environ: Mapping[str, str]) -> SqlConnection:
     here = f"{where}: connection {name!r}"
     if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
         raise SettingsError(f"{here}: expected a mapping with a 'url' string")
     unknown = set(entry) - _CONNECTION_KEYS
     if unknown:
-        raise SettingsError(f"{here}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                            f"(allowed: {', '.join(sorted(_CONNECTION_KEYS))})")
+        raise SettingsError(
+            f"{here}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(allowed: {', '.join(sorted(_CONNECTION_KEYS))})"
+        )
     try:
         url = make_url(entry["url"])
     except (ArgumentError, ValueError):

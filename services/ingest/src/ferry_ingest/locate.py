@@ -239,11 +239,6 @@ def find_jsonl_problem(
                 return SourceProblem(number, f"field {key!r} changed from {seen} to {kind}", key)
             if int_columns and key in int_columns and isinstance(item, float):
                 return SourceProblem(number, f"field {key!r} holds the fraction {item!r}", key, "double")
-            if (
-                known is not None
-                and first_block_bytes is not None
-                and offset > first_block_bytes
-                and key not in known
-            ):
+            if known is not None and first_block_bytes is not None and offset > first_block_bytes and key not in known:
                 return SourceProblem(number, f"new field {key!r}", key, _arrow_type(item))
     return problems[0] if problems else None

@@ -121,8 +121,9 @@ def recipe_from_proto(recipe: ingest_pb2.Recipe) -> Recipe:
             )
             values = tuple(step.filter.values)
             if len(values) > MAX_LIST:
-                raise InvalidArgument(f"{where}.values: {len(values)} values, at most {MAX_LIST}",
-                                      field=f"{where}.values")
+                raise InvalidArgument(
+                    f"{where}.values: {len(values)} values, at most {MAX_LIST}", field=f"{where}.values"
+                )
             for position, value in enumerate(values):
                 fields.text(f"{where}.values[{position}]", value, MAX_VALUE)
             steps.append(
@@ -154,18 +155,19 @@ def recipe_from_proto(recipe: ingest_pb2.Recipe) -> Recipe:
             steps.append(Deduplicate(_columns(f"{where}.columns", step.deduplicate.columns)))
         elif kind == "split":
             if len(step.split.fractions) > 64:
-                raise InvalidArgument(f"{where}.fractions: {len(step.split.fractions)} parts, at most 64",
-                                      field=f"{where}.fractions")
+                raise InvalidArgument(
+                    f"{where}.fractions: {len(step.split.fractions)} parts, at most 64", field=f"{where}.fractions"
+                )
             if step.split.seed < 0:
-                raise InvalidArgument(f"{where}.seed: {step.split.seed} must not be negative",
-                                      field=f"{where}.seed")
+                raise InvalidArgument(f"{where}.seed: {step.split.seed} must not be negative", field=f"{where}.seed")
             parts = tuple(SplitPart(p.name, p.fraction) for p in step.split.fractions)
-            steps.append(Split(parts, step.split.seed, _column(f"{where}.stratify_column",
-                                                                step.split.stratify_column)))
+            steps.append(Split(parts, step.split.seed, _column(f"{where}.stratify_column", step.split.stratify_column)))
         else:
             where = f"recipe.steps[{index}]"
-            raise InvalidArgument(f"{where}: empty step (set one of select, drop, rename, filter, fill_null, "
-                                  "cast, deduplicate, split)", field=where)
+            raise InvalidArgument(
+                f"{where}: empty step (set one of select, drop, rename, filter, fill_null, cast, deduplicate, split)",
+                field=where,
+            )
     return Recipe(tuple(steps))
 
 

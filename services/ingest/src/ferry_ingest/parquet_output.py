@@ -170,8 +170,12 @@ class ParquetOutput:
 
 
 def write_parquet(
-    batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: pathlib.Path, max_distinct: int,
-    progress: Progress | None = None, spool: Spool | None = None,
+    batches: Iterator[pa.RecordBatch],
+    schema: pa.Schema,
+    path: pathlib.Path,
+    max_distinct: int,
+    progress: Progress | None = None,
+    spool: Spool | None = None,
 ) -> Profile:
     """Write ``batches`` to a canonical Parquet file at ``path``; return its profile."""
     output = ParquetOutput(path, schema, max_distinct, spool)

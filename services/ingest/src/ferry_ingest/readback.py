@@ -55,9 +55,7 @@ class _Sink:
         return data
 
 
-def encode(
-    path: pathlib.Path, fmt: DataFormat, columns: Sequence[str], chunk_bytes: int
-) -> Iterator[bytes]:
+def encode(path: pathlib.Path, fmt: DataFormat, columns: Sequence[str], chunk_bytes: int) -> Iterator[bytes]:
     """The file at ``path`` (only ``columns`` when given) as Parquet or CSV chunks."""
     sink = _Sink()
     with pq.ParquetFile(path) as parquet:

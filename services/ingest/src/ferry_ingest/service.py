@@ -48,8 +48,13 @@ __all__ = ["ImportProgress", "IngestService", "NewVersion", "SqlSource", "Upload
 T = TypeVar("T")
 _log = get_logger("ferry.ingest")
 _END = object()
-_EXTENSIONS = {"csv": DataFormat.CSV, "parquet": DataFormat.PARQUET, "pq": DataFormat.PARQUET,
-               "jsonl": DataFormat.JSONL, "ndjson": DataFormat.JSONL}
+_EXTENSIONS = {
+    "csv": DataFormat.CSV,
+    "parquet": DataFormat.PARQUET,
+    "pq": DataFormat.PARQUET,
+    "jsonl": DataFormat.JSONL,
+    "ndjson": DataFormat.JSONL,
+}
 
 
 @dataclass(frozen=True)
@@ -269,8 +274,12 @@ class IngestService:
             converted_at = time.perf_counter()
             version = await self._commit(pending)
             _log.debug(
-                "ingested", dataset=request.dataset_id, version=version.version, bytes=spool.size,
-                received_s=round(received - started, 3), converted_s=round(converted_at - received, 3),
+                "ingested",
+                dataset=request.dataset_id,
+                version=version.version,
+                bytes=spool.size,
+                received_s=round(received - started, 3),
+                converted_s=round(converted_at - received, 3),
                 committed_s=round(time.perf_counter() - converted_at, 3),
             )
             return version
@@ -354,8 +363,15 @@ class IngestService:
                     f"sql.connection: no connection named {source.connection!r} (configured: {names})",
                     field="sql.connection",
                 )
-            return SqlImport(found.url, query, batch, distinct, timeout_seconds=timeout,
-                             source_field="sql.connection", source_name=repr(found.name))
+            return SqlImport(
+                found.url,
+                query,
+                batch,
+                distinct,
+                timeout_seconds=timeout,
+                source_field="sql.connection",
+                source_name=repr(found.name),
+            )
         url = parse_url(source.url)
         problem = raw_url_problem(url)
         if problem is not None:
@@ -423,17 +439,29 @@ class IngestService:
                 parent_path = work / "parent.parquet"
                 await asyncio.to_thread(self.objects.download, parent_key, parent_path)
             output = await asyncio.to_thread(
-                run_recipe, parent_path, recipe, work,
-                max_distinct=self.config.max_distinct, max_rows=self.config.transform_max_rows,
+                run_recipe,
+                parent_path,
+                recipe,
+                work,
+                max_distinct=self.config.max_distinct,
+                max_rows=self.config.transform_max_rows,
             )
             draft = self._draft(request, sha256, output.profile, Lineage(parent=parent.name, recipe=recipe))
             draft.split_rows = tuple((s.name, s.profile.row_count) for s in output.splits)
             objects = [
-                prepare_object(self.objects, "data.parquet", output.path,
-                               version_key(request.dataset_id, tentative, "data.parquet")),
+                prepare_object(
+                    self.objects,
+                    "data.parquet",
+                    output.path,
+                    version_key(request.dataset_id, tentative, "data.parquet"),
+                ),
                 *(
-                    prepare_object(self.objects, split_key(s.name), s.path,
-                                   version_key(request.dataset_id, tentative, split_key(s.name)))
+                    prepare_object(
+                        self.objects,
+                        split_key(s.name),
+                        s.path,
+                        version_key(request.dataset_id, tentative, split_key(s.name)),
+                    )
                     for s in output.splits
                 ),
             ]
@@ -470,4 +498,3 @@ async def _with_progress(
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-

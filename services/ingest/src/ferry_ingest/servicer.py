@@ -83,8 +83,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         header = first.header
         delimiter = header.csv.delimiter or ","
         if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
-            raise InvalidArgument(f"header.csv.delimiter: {delimiter!r} is not one ASCII character "
-                                  "(other than a quote or a line break)", field="header.csv.delimiter")
+            raise InvalidArgument(
+                f"header.csv.delimiter: {delimiter!r} is not one ASCII character (other than a quote or a line break)",
+                field="header.csv.delimiter",
+            )
         fmt = data_format(header.format, "header.format")
         assert fmt is not None
         upload = UploadHeader(**_new_version("header.", header), format=fmt, delimiter=delimiter)

@@ -63,10 +63,19 @@ _HOST = re.compile(r"[A-Za-z0-9._:\[\],-]+")  # names and addresses; no socket p
 _PG_QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 _SQLITE_CHECK_EVERY = 10_000  # virtual machine instructions between two looks at the clock
 _PG_TYPES = {
-    "int2": pa.int64(), "int4": pa.int64(), "int8": pa.int64(), "oid": pa.int64(),
-    "float4": pa.float64(), "float8": pa.float64(), "numeric": pa.float64(), "money": pa.string(),
-    "bool": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"), "bytea": pa.binary(),
+    "int2": pa.int64(),
+    "int4": pa.int64(),
+    "int8": pa.int64(),
+    "oid": pa.int64(),
+    "float4": pa.float64(),
+    "float8": pa.float64(),
+    "numeric": pa.float64(),
+    "money": pa.string(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "bytea": pa.binary(),
 }
 
 
@@ -133,8 +142,9 @@ def parse_url(url: str, field: str = "sql.url") -> URL:
     try:
         return make_url(url)
     except (ArgumentError, ValueError):
-        raise InvalidArgument(f"{field}: {url!r} is not a SQLAlchemy URL such as postgresql+psycopg://host/db",
-                              field=field) from None
+        raise InvalidArgument(
+            f"{field}: {url!r} is not a SQLAlchemy URL such as postgresql+psycopg://host/db", field=field
+        ) from None
 
 
 def raw_url_problem(url: URL) -> str | None:
@@ -145,14 +155,17 @@ def raw_url_problem(url: URL) -> str | None:
     """
     backend = url.get_backend_name()
     if backend not in _NETWORK_BACKENDS:
-        return (f"{backend} URLs are not accepted (sqlite and other file databases only through a named "
-                f"connection; URLs may name {', '.join(sorted(_NETWORK_BACKENDS))})")
+        return (
+            f"{backend} URLs are not accepted (sqlite and other file databases only through a named "
+            f"connection; URLs may name {', '.join(sorted(_NETWORK_BACKENDS))})"
+        )
     if not url.host or not _HOST.fullmatch(url.host):
         return "the URL must name a database host (a local socket is not allowed)"
     unsafe = sorted(set(url.query) - _SAFE_QUERY_KEYS)
     if unsafe:
-        return (f"query parameter(s) {', '.join(unsafe)} are not allowed "
-                f"(allowed: {', '.join(sorted(_SAFE_QUERY_KEYS))})")
+        return (
+            f"query parameter(s) {', '.join(unsafe)} are not allowed (allowed: {', '.join(sorted(_SAFE_QUERY_KEYS))})"
+        )
     return None
 
 
@@ -181,8 +194,9 @@ def _read_only(connection: Connection, field: str) -> None:
     try:
         connection.exec_driver_sql("SET TRANSACTION READ ONLY")
     except DBAPIError as exc:
-        raise FailedPrecondition(f"{field}: cannot open a read-only transaction on {dialect}: {exc.orig}",
-                                 field=field) from None
+        raise FailedPrecondition(
+            f"{field}: cannot open a read-only transaction on {dialect}: {exc.orig}", field=field
+        ) from None
 
 
 def _pg_type(type_code: Any) -> pa.DataType | None:
@@ -322,8 +336,9 @@ class SqlImport:
         try:
             engine = create_engine(self._engine_url(), poolclass=NullPool)
         except (NoSuchModuleError, ModuleNotFoundError, ArgumentError) as exc:
-            raise InvalidArgument(f"{field}: no driver for {self.source_name} ({self._redact(exc)})",
-                                  field=field) from None
+            raise InvalidArgument(
+                f"{field}: no driver for {self.source_name} ({self._redact(exc)})", field=field
+            ) from None
         try:
             with engine.connect() as connection:
                 _read_only(connection, field)
@@ -342,9 +357,7 @@ class SqlImport:
                     field="sql.query",
                 ) from None
             detail = self._redact(exc.orig)
-            if isinstance(exc, OperationalError) and (
-                exc.connection_invalidated or "connect" in detail.lower()
-            ):
+            if isinstance(exc, OperationalError) and (exc.connection_invalidated or "connect" in detail.lower()):
                 raise Unavailable(f"{field}: cannot connect to {self.source_name}: {detail}", field=field) from None
             if "read-only" in detail or "readonly" in detail.lower():
                 detail = f"refused by the read-only transaction: {detail}"
@@ -354,9 +367,7 @@ class SqlImport:
         finally:
             engine.dispose()
 
-    def _write(
-        self, cursor: Any, out: Any, progress: Callable[[int, int], None] | None
-    ) -> tuple[pa.Schema, Profile]:
+    def _write(self, cursor: Any, out: Any, progress: Callable[[int, int], None] | None) -> tuple[pa.Schema, Profile]:
         if not cursor.returns_rows:
             raise InvalidArgument("sql.query: the statement returns no rows", field="sql.query")
         names = list(cursor.keys())

@@ -73,7 +73,10 @@ class Ingest:
             return pafs.LocalFileSystem(), parsed.path
         s3 = self.settings.s3
         fs = pafs.S3FileSystem(
-            endpoint_override=s3.endpoint, scheme="http", access_key=s3.access_key, secret_key=s3.secret_key,
+            endpoint_override=s3.endpoint,
+            scheme="http",
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
             region="us-east-1",
         )
         return fs, f"{parsed.netloc}{parsed.path}"
@@ -93,7 +96,10 @@ def upload_requests(
     labels: dict[str, str] | None = None,
 ) -> Iterator[pb.UploadDatasetRequest]:
     header = pb.UploadDatasetHeader(
-        dataset_id=dataset_id, format=FORMATS[fmt], request_id=request_id, description=description,
+        dataset_id=dataset_id,
+        format=FORMATS[fmt],
+        request_id=request_id,
+        description=description,
         labels=labels or {},
     )
     yield pb.UploadDatasetRequest(header=header)

@@ -53,8 +53,14 @@ from ferry_ingest.recipe import (
 __all__ = ["SplitOutput", "TransformOutput", "allocate", "run_recipe"]
 
 READ_BATCH_ROWS = 65_536
-_COMPARISONS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
-                "gt": pc.greater, "ge": pc.greater_equal}
+_COMPARISONS = {
+    "eq": pc.equal,
+    "ne": pc.not_equal,
+    "lt": pc.less,
+    "le": pc.less_equal,
+    "gt": pc.greater,
+    "ge": pc.greater_equal,
+}
 
 Batches = Iterator[pa.RecordBatch]
 Ints = npt.NDArray[np.int64]
@@ -309,8 +315,11 @@ class _Runner:
         def assign_stratified(batch: pa.RecordBatch) -> Ints:
             column = _decoded(batch.column(step.stratify_column))
             codes = pc.index_in(column, value_set=value_set).to_numpy(zero_copy_only=False)
-            codes = np.where(np.isnan(codes), null_class, codes + shift).astype(np.int64) if codes.dtype.kind == "f" \
+            codes = (
+                np.where(np.isnan(codes), null_class, codes + shift).astype(np.int64)
+                if codes.dtype.kind == "f"
                 else codes.astype(np.int64) + shift
+            )
             labels = np.zeros(batch.num_rows, dtype=np.int64)
             for code in np.unique(codes):
                 rows = np.flatnonzero(codes == code)

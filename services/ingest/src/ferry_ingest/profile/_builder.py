@@ -25,11 +25,7 @@ class _ColumnAccumulator:
         self.null_count = 0
         self.numeric = NumericAccumulator(EXACT_VALUES) if self.kind == "numeric" else None
         value_type = field_.type.value_type if pa.types.is_dictionary(field_.type) else field_.type
-        self.categorical = (
-            CategoricalAccumulator(max_distinct, value_type)
-            if self.kind == "categorical"
-            else None
-        )
+        self.categorical = CategoricalAccumulator(max_distinct, value_type) if self.kind == "categorical" else None
 
     def add(self, array: pa.Array) -> None:
         self.null_count += array.null_count

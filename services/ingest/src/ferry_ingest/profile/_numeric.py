@@ -89,8 +89,9 @@ class _ExactValues:
         merged, inverse = np.unique(np.concatenate([self.values, values]), return_inverse=True)
         if merged.size > self.limit:
             return False
-        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, counts]),
-                                  minlength=merged.size).astype(np.int64)
+        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, counts]), minlength=merged.size).astype(
+            np.int64
+        )
         self.values = merged
         return True
 

@@ -274,9 +274,7 @@ class SqlDatasetStore:
             # The same lock a commit holds while it writes objects: no commit of this
             # dataset is between its objects and its row while the sweep runs.
             dataset = self._lock_dataset(session, placeholder, now)
-            committed = set(
-                session.scalars(select(VersionRow.version).where(VersionRow.dataset_id == dataset_id))
-            )
+            committed = set(session.scalars(select(VersionRow.version).where(VersionRow.dataset_id == dataset_id)))
             removed = sweep(committed)
             if dataset.latest_version == 0:  # the row was created for the lock only
                 session.delete(dataset)
@@ -339,5 +337,3 @@ def _version(row: VersionRow) -> DatasetVersion:
         create_time=_utc(row.create_time),
         request_id=row.request_id,
     )
-
-

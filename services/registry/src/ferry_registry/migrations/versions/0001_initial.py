@@ -98,9 +98,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("revision", name="pk_alias_events"),
     )
     op.create_index("ix_alias_events_model_id_revision", "alias_events", ["model_id", "revision"])
-    op.create_index(
-        "ix_alias_events_model_id_alias_id_revision", "alias_events", ["model_id", "alias_id", "revision"]
-    )
+    op.create_index("ix_alias_events_model_id_alias_id_revision", "alias_events", ["model_id", "alias_id", "revision"])
 
 
 def downgrade() -> None:
