@@ -35,8 +35,9 @@ protos: $(STAMP) ## Regenerate the Python stubs beside the .proto files
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools/buf @bufbuild/buf@$(BUF_VERSION)
 
-lint: $(STAMP) $(BUF) ## ruff + buf lint (STANDARD rules)
+lint: $(STAMP) $(BUF) ## ruff check + ruff format --check + buf lint (STANDARD rules)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	cd protos && ../$(BUF) lint
 
 typecheck: $(STAMP) ## mypy --strict on the source
