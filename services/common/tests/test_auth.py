@@ -199,3 +199,39 @@ def test_mtls_requires_a_client_certificate(
             pki["ca"].read_bytes(), pki["client_key"].read_bytes(), pki["client_cert"].read_bytes()
         )
         assert _health(service.channel(with_cert)) == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("tokens: [", "not valid YAML"),
+        ("tokens: {a: 1}", "expected a top-level 'tokens' list"),
+        ("tokens:\n  - identity: ci\n    role: owner\n    sha256: abc\n", "tokens[0] needs identity, role"),
+        ("tokens:\n  - just-a-string\n", "tokens[0] is not a mapping"),
+        (None, "does not exist"),
+    ],
+)
+def test_a_malformed_tokens_file_stops_the_service_with_a_configuration_error(
+    tmp_path: pathlib.Path, content: str | None, problem: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from ferry_common.pytest_plugin import free_port
+
+    tokens = tmp_path / "tokens.yaml"
+    if content is not None:
+        tokens.write_text(content)
+    env = {
+        **os.environ,
+        "FERRY_AUTH_TOKENS_FILE": str(tokens),
+        "FERRY_STATE_DIR": str(tmp_path),
+        "FERRY_REGISTRY_ADDRESS": f"127.0.0.1:{free_port()}",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    exe = pathlib.Path(sys.executable).parent / "ferry-registry"
+    result = subprocess.run([str(exe)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "FERRY_AUTH_TOKENS_FILE" in result.stderr and str(tokens) in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr

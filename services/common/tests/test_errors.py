@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import tempfile
 from typing import Any
 
 import grpc
@@ -66,3 +67,30 @@ def test_error_in_the_middle_of_a_stream_keeps_earlier_messages(stub: Any) -> No
 def test_success_passes_through(stub: Any) -> None:
     assert stub.GetModel(registry_pb2.GetModelRequest(name="models/churn")).name == "models/churn"
     assert [e.revision for e in stub.WatchAliases(registry_pb2.WatchAliasesRequest())] == [1, 2, 3]
+
+
+def test_the_field_travels_as_a_bad_request_detail_a_stock_client_reads() -> None:
+    """Against the real registry: a stock grpcio client + grpcio-status see the field."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    from ferry_registry.__main__ import build
+
+    with (
+        tempfile.TemporaryDirectory() as state,
+        ServiceThread(test_settings("registry", pathlib.Path(state)), build) as service,
+    ):
+        registry = registry_pb2_grpc.RegistryServiceStub(service.channel())
+        with pytest.raises(grpc.RpcError) as raised:
+            registry.CreateModel(registry_pb2.CreateModelRequest(model_id="Not Valid"))
+        status = rpc_status.from_call(raised.value)
+        assert status is not None and status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert status.message == raised.value.details()
+        violations = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(violations)
+        assert [(v.field, v.description) for v in violations.field_violations] == [("model_id", raised.value.details())]
+        # A stream's error carries it too; a missing resource names the field it was read from.
+        with pytest.raises(grpc.RpcError) as missing:
+            registry.GetModel(registry_pb2.GetModelRequest(name="models/nope"))
+        status = rpc_status.from_call(missing.value)
+        assert status is not None and status.code == grpc.StatusCode.NOT_FOUND.value[0]

@@ -18,12 +18,14 @@ import contextvars
 import hashlib
 import hmac
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import yaml
 
 from ferry_common.errors import PermissionDenied, Unauthenticated
+from ferry_common.settings import SettingsError
 
 __all__ = [
     "ANONYMOUS",
@@ -34,6 +36,8 @@ __all__ = [
     "current_principal",
     "required_role",
 ]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 ROLES: Mapping[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
 ANONYMOUS = "anonymous"
@@ -99,23 +103,34 @@ class TokenTable:
 
     @classmethod
     def from_file(cls, path: pathlib.Path) -> TokenTable:
+        """Load a tokens file.
+
+        Raises:
+            SettingsError: the file cannot be read or is malformed; the message names
+                ``FERRY_AUTH_TOKENS_FILE``, the file and the problem (the service then
+                stops with a configuration error instead of a traceback).
+        """
+        where = f"FERRY_AUTH_TOKENS_FILE {str(path)!r}"
         try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"FERRY_AUTH_TOKENS_FILE {str(path)!r}: not valid YAML ({exc})") from None
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise SettingsError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{where}: not valid YAML ({exc})") from None
         entries = document.get("tokens") if isinstance(document, dict) else None
         if not isinstance(entries, list):
-            raise ValueError(f"FERRY_AUTH_TOKENS_FILE {str(path)!r}: expected a top-level 'tokens' list")
+            raise SettingsError(f"{where}: expected a top-level 'tokens' list")
         principals: dict[str, Principal] = {}
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                raise ValueError(f"FERRY_AUTH_TOKENS_FILE: tokens[{index}] is not a mapping")
+                raise SettingsError(f"{where}: tokens[{index}] is not a mapping")
             identity, role, digest = entry.get("identity"), entry.get("role"), str(entry.get("sha256", "")).lower()
-            if not identity or role not in ROLES or len(digest) != 64:
-                raise ValueError(
-                    f"FERRY_AUTH_TOKENS_FILE: tokens[{index}] needs identity, role "
-                    f"({', '.join(ROLES)}) and a 64-digit sha256"
+            if not identity or role not in ROLES or not _SHA256.fullmatch(digest):
+                raise SettingsError(
+                    f"{where}: tokens[{index}] needs identity, role ({', '.join(ROLES)}) and a 64-digit hex sha256"
                 )
+            if digest in principals:
+                raise SettingsError(f"{where}: tokens[{index}] repeats the sha256 of another token")
             principals[digest] = Principal(identity=str(identity), role=str(role))
         return cls(principals)
 

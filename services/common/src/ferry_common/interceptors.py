@@ -15,16 +15,22 @@ from typing import Any
 import grpc
 import grpc.aio
 import structlog
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
 
 from ferry_common import auth
 from ferry_common.errors import FerryError, status_code_for
 
-__all__ = ["AuthInterceptor", "CallInterceptor"]
+__all__ = ["STATUS_DETAILS_KEY", "AuthInterceptor", "CallInterceptor", "status_details"]
 
 _log = structlog.get_logger("ferry.rpc")
-# Triton's data plane and health probes are hot paths; log them at debug only.
-_QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# The inference data plane (serve's ``inference.GRPCInferenceService``: ModelInfer and
+# friends) and health probes are hot paths: one line per call at debug only. Errors
+# there are still logged at info (see ``finish``).
+_QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/inference.GRPCInferenceService/")
+# Trailing metadata key of the rich status (google.rpc.Status), as grpcio-status writes it.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 Behavior = Callable[..., Any]
 
@@ -108,13 +114,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             else:
                 _log.info("rpc", **fields)
 
-        async def translate(context: Any, exc: BaseException) -> tuple[grpc.StatusCode, str]:
-            code = status_code_for(exc)
+        async def abort(context: Any, exc: BaseException) -> None:
+            code = status_code_for(exc) or grpc.StatusCode.INTERNAL
             if code is grpc.StatusCode.UNIMPLEMENTED:
-                return code, f"{method} is not implemented yet"
-            if code is not None:
-                return code, _bounded(exc.message if isinstance(exc, FerryError) else str(exc))
-            return grpc.StatusCode.INTERNAL, "internal error (details are in the server log)"
+                await context.abort(code, f"{method} is not implemented yet")
+            elif code is grpc.StatusCode.INTERNAL:
+                await context.abort(code, "internal error (details are in the server log)")
+            message = _bounded(exc.message if isinstance(exc, FerryError) else str(exc))
+            field = exc.field if isinstance(exc, FerryError) else None
+            if field:
+                await context.abort(code, message, ((STATUS_DETAILS_KEY, status_details(code, message, field)),))
+            await context.abort(code, message)
+
+        def code_of(exc: BaseException) -> grpc.StatusCode:
+            return status_code_for(exc) or grpc.StatusCode.INTERNAL
 
         if streaming:
 
@@ -127,10 +140,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     code = context.code() or grpc.StatusCode.UNKNOWN
                     raise
                 except Exception as exc:  # every error is turned into a status here
-                    error = exc
-                    code, message = await translate(context, exc)
+                    error, code = exc, code_of(exc)
                     await finish(context, started, code, error)
-                    await context.abort(code, message)
+                    await abort(context, exc)
                 else:
                     code = context.code() or grpc.StatusCode.OK
                 await finish(context, started, code, error)
@@ -145,10 +157,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 await finish(context, started, context.code() or grpc.StatusCode.UNKNOWN, None)
                 raise
             except Exception as exc:  # every error is turned into a status here
-                error = exc
-                code, message = await translate(context, exc)
+                error, code = exc, code_of(exc)
                 await finish(context, started, code, error)
-                await context.abort(code, message)
+                await abort(context, exc)
             await finish(context, started, context.code() or code, error)
             return response
 
@@ -161,6 +172,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 # the last line of defence. Bytes, not characters: grpc percent-encodes every non-ASCII
 # byte, so 2,000 bytes are at most 6,000 on the wire.
 MAX_MESSAGE_BYTES = 2000
+
+
+def status_details(code: grpc.StatusCode, message: str, field: str) -> bytes:
+    """The serialized ``google.rpc.Status`` naming ``field`` in a ``google.rpc.BadRequest``.
+
+    Clients read it from the ``grpc-status-details-bin`` trailer, e.g. with
+    ``grpc_status.rpc_status.from_call(error)`` (grpcio-status).
+    """
+    violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    serialized: bytes = status.SerializeToString()
+    return serialized
 
 
 def _bounded(message: str) -> str:
