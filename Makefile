@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.install-stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/buf/node_modules/.bin/buf
-PACKAGES := protos services/common services/registry services/ingest services/train services/serve services/monitor sdk
+PACKAGES := protos libs/profile services/common services/registry services/ingest services/train services/serve services/monitor sdk
 INSTALL_INPUTS := constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 PYTEST_ARGS ?=
 
@@ -41,7 +41,7 @@ lint: $(STAMP) $(BUF) ## ruff check + ruff format --check + buf lint (STANDARD r
 	cd protos && ../$(BUF) lint
 
 typecheck: $(STAMP) ## mypy --strict on the source
-	$(VENV)/bin/mypy protos/ferry services/*/src sdk/src
+	$(VENV)/bin/mypy protos/ferry libs/*/src services/*/src sdk/src
 
 test: $(STAMP) ## The whole test suite (starts PostgreSQL first when run as root)
 	scripts/ensure-postgres.sh

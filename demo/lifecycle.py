@@ -1,7 +1,8 @@
 """``make demo``: the Ferry lifecycle on a real public dataset, on embedded defaults.
 
 Starts the five services as separate processes (SQLite files and a local object
-store under ``.ferry/demo``), then, through the public gRPC contracts only:
+store under ``.ferry/demo``), then, through the public gRPC contracts only (the
+typed clients of ``ferry_sdk``):
 
 1. ingest: uploads scikit-learn's bundled wine dataset (178 rows, 13 features) as a
    CSV, shows its profile, uploads it again (same version: content-addressed), and
@@ -14,34 +15,30 @@ store under ``.ferry/demo``), then, through the public gRPC contracts only:
    with ABORTED), rolls back in one call, checks the restored version in
    onnxruntime, and prints the alias audit log;
 
-then stops the stack gracefully. Training through ``train``, serving through Triton
-and monitoring join this walk as those services land.
+then stops the stack gracefully (SIGTERM to all five at once; each is reaped).
+Training through ``train``, serving through Triton and monitoring join this walk as
+those services land.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
+import contextlib
 import os
 import pathlib
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
-import grpc
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from ferry.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from ferry.registry.v1 import registry_pb2, registry_pb2_grpc
-from ferry_sdk import stack
+from ferry.registry.v1 import registry_pb2
+from ferry_sdk import IngestClient, RegistryClient, errors, stack
 
 console = Console()
-CHUNK = 64 * 1024
 DATASET = "wine"
 MODEL = "wine-cultivar"
 
@@ -57,7 +54,7 @@ def wine_csv() -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def upload_dataset(stub: ingest_pb2_grpc.IngestServiceStub, data: bytes, request_id: str) -> Any:
+def upload_dataset(ingest: IngestClient, data: bytes, request_id: str) -> Any:
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -66,27 +63,19 @@ def upload_dataset(stub: ingest_pb2_grpc.IngestServiceStub, data: bytes, request
         console=console,
     ) as progress:
         task = progress.add_task("uploading wine.csv", total=len(data))
-
-        def messages() -> Iterator[ingest_pb2.UploadDatasetRequest]:
-            yield ingest_pb2.UploadDatasetRequest(
-                header=ingest_pb2.UploadDatasetHeader(
-                    dataset_id=DATASET,
-                    format=ingest_pb2.DATA_FORMAT_CSV,
-                    description="UCI wine recognition data (scikit-learn bundle)",
-                    labels={"source": "sklearn", "domain": "chemistry"},
-                    request_id=request_id,
-                )
-            )
-            for start in range(0, len(data), CHUNK):
-                chunk = data[start : start + CHUNK]
-                progress.advance(task, len(chunk))
-                yield ingest_pb2.UploadDatasetRequest(chunk=chunk)
-
-        return stub.UploadDataset(messages(), timeout=120)
+        return ingest.upload_dataset(
+            DATASET,
+            data,
+            format="csv",
+            description="UCI wine recognition data (scikit-learn bundle)",
+            labels={"source": "sklearn", "domain": "chemistry"},
+            request_id=request_id,
+            progress=lambda done, _total: progress.update(task, completed=done),
+        )
 
 
-def show_profile(stub: ingest_pb2_grpc.IngestServiceStub, name: str) -> None:
-    profile = stub.GetProfile(ingest_pb2.GetProfileRequest(name=name), timeout=30)
+def show_profile(ingest: IngestClient, name: str) -> None:
+    profile = ingest.get_profile(name)
     table = Table("column", "type", "nulls", "min", "mean", "max", "p50", title=f"profile of {name}")
     for column in profile.columns:
         numeric = column.numeric
@@ -101,13 +90,6 @@ def show_profile(stub: ingest_pb2_grpc.IngestServiceStub, name: str) -> None:
             f"{median:.3g}",
         )
     console.print(table)
-
-
-def read_split(stub: ingest_pb2_grpc.IngestServiceStub, name: str, split: str) -> Any:
-    import pyarrow.parquet as pq
-
-    chunks = stub.ReadDataset(ingest_pb2.ReadDatasetRequest(name=name, split=split), timeout=60)
-    return pq.read_table(io.BytesIO(b"".join(message.chunk for message in chunks)))
 
 
 def train_elsewhere(train: Any, validation: Any, features: list[str], target: str, epochs: int) -> tuple[bytes, float]:
@@ -164,43 +146,30 @@ def train_elsewhere(train: Any, validation: Any, features: list[str], target: st
 
 
 def upload_model(
-    stub: registry_pb2_grpc.RegistryServiceStub,
+    registry: RegistryClient,
     artifact: bytes,
     features: list[str],
     accuracy: float,
     epochs: int,
     dataset_version: str,
-) -> Any:
-    header = registry_pb2.UploadModelVersionHeader(
-        parent=f"models/{MODEL}",
+) -> registry_pb2.ModelVersion:
+    return registry.upload_model_version(
+        MODEL,
+        artifact,
+        format="onnx",
         request_id=f"demo-{MODEL}-{epochs}",
-        model_version=registry_pb2.ModelVersion(
-            description=f"softmax regression, {epochs} epochs",
-            artifact=registry_pb2.Artifact(
-                format=registry_pb2.ARTIFACT_FORMAT_ONNX, sha256=hashlib.sha256(artifact).hexdigest()
-            ),
-            signature=registry_pb2.ModelSignature(
-                inputs=[registry_pb2.TensorSpec(name=f, datatype="FP32", shape=[-1, 1]) for f in features],
-                outputs=[registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3])],
-            ),
-            metrics={"val_accuracy": accuracy},
-            params={"epochs": str(epochs), "seed": "0", "learning_rate": "0.01"},
-            lineage=registry_pb2.Lineage(dataset_version=dataset_version, split="train", code_revision="demo"),
+        description=f"softmax regression, {epochs} epochs",
+        signature=registry_pb2.ModelSignature(
+            inputs=[registry_pb2.TensorSpec(name=f, datatype="FP32", shape=[-1, 1]) for f in features],
+            outputs=[registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3])],
         ),
+        metrics={"val_accuracy": accuracy},
+        params={"epochs": epochs, "seed": 0, "learning_rate": 0.01},
+        lineage={"dataset_version": dataset_version, "split": "train", "code_revision": "demo"},
     )
 
-    def messages() -> Iterator[registry_pb2.UploadModelVersionRequest]:
-        yield registry_pb2.UploadModelVersionRequest(header=header)
-        for start in range(0, len(artifact), CHUNK):
-            yield registry_pb2.UploadModelVersionRequest(chunk=artifact[start : start + CHUNK])
 
-    return stub.UploadModelVersion(messages(), timeout=60)
-
-
-def lifecycle(addresses: dict[str, str]) -> None:
-    ingest = ingest_pb2_grpc.IngestServiceStub(grpc.insecure_channel(addresses["ingest"]))
-    registry = registry_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(addresses["registry"]))
-
+def lifecycle(ingest: IngestClient, registry: RegistryClient) -> None:
     step("1. ingest: upload, profile, deduplicate, recipe")
     data = wine_csv()
     version = upload_dataset(ingest, data, request_id="demo-wine-upload")
@@ -212,45 +181,32 @@ def lifecycle(addresses: dict[str, str]) -> None:
     again = upload_dataset(ingest, data, request_id="demo-wine-upload-again")
     console.print(f"[green]✓[/green] same bytes uploaded again -> {again.name} (no duplicate version)")
 
-    recipe = ingest_pb2.Recipe(
-        steps=[
-            ingest_pb2.RecipeStep(
-                rename=ingest_pb2.RenameStep(columns={"od280/od315_of_diluted_wines": "od280_od315"})
-            ),
-            ingest_pb2.RecipeStep(
-                split=ingest_pb2.SplitStep(
-                    fractions=[
-                        ingest_pb2.SplitFraction(name="train", fraction=0.7),
-                        ingest_pb2.SplitFraction(name="validation", fraction=0.15),
-                        ingest_pb2.SplitFraction(name="test", fraction=0.15),
+    recipe = {
+        "steps": [
+            {"rename": {"columns": {"od280/od315_of_diluted_wines": "od280_od315"}}},
+            {
+                "split": {
+                    "fractions": [
+                        {"name": "train", "fraction": 0.7},
+                        {"name": "validation", "fraction": 0.15},
+                        {"name": "test", "fraction": 0.15},
                     ],
-                    seed=42,
-                    stratify_column="target",
-                )
-            ),
+                    "seed": 42,
+                    "stratify_column": "target",
+                }
+            },
         ]
-    )
-    clean = ingest.TransformDataset(
-        ingest_pb2.TransformDatasetRequest(source=version.name, dataset_id="wine-clean", recipe=recipe), timeout=60
-    )
+    }
+    clean = ingest.transform_dataset(version.name, "wine-clean", recipe)
     splits = ", ".join(f"{s.name}={s.row_count}" for s in clean.splits)
     console.print(f"[green]✓[/green] {clean.name} from {clean.lineage.parent}: splits {splits}")
 
     step("2. a model trained elsewhere, uploaded to the registry")
-    train = read_split(ingest, clean.name, "train").to_pandas()
-    validation = read_split(ingest, clean.name, "validation").to_pandas()
+    train = ingest.read_dataset_frame(clean.name, split="train")
+    validation = ingest.read_dataset_frame(clean.name, split="validation")
     features = [c for c in train.columns if c != "target"]
-    try:
-        registry.CreateModel(
-            registry_pb2.CreateModelRequest(
-                model_id=MODEL,
-                model=registry_pb2.Model(description="wine cultivar classifier", labels={"team": "demo"}),
-            ),
-            timeout=10,
-        )
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
-            raise
+    with contextlib.suppress(errors.AlreadyExists):  # a second run of the demo
+        registry.create_model(MODEL, description="wine cultivar classifier", labels={"team": "demo"})
     versions = []
     for epochs in (300, 3):
         started = time.perf_counter()
@@ -267,39 +223,26 @@ def lifecycle(addresses: dict[str, str]) -> None:
     alias = f"models/{MODEL}/aliases/production"
     first, second = versions
     current = _current(registry, alias)
-    registry.SetAlias(
-        registry_pb2.SetAliasRequest(name=alias, version=first, expected_version=current, reason="first release"),
-        timeout=10,
-    )
+    registry.set_alias(alias, first, expected_version=current, reason="first release")
     console.print(f"[green]✓[/green] production -> v{first}")
-    registry.SetAlias(
-        registry_pb2.SetAliasRequest(
-            name=alias, version=second, expected_version=first, reason="retrained on a shorter schedule"
-        ),
-        timeout=10,
-    )
+    registry.set_alias(alias, second, expected_version=first, reason="retrained on a shorter schedule")
     console.print(f"[green]✓[/green] production -> v{second} (compare-and-set from v{first})")
     try:
-        registry.SetAlias(
-            registry_pb2.SetAliasRequest(name=alias, version=first, expected_version=first, reason="stale writer"),
-            timeout=10,
-        )
-    except grpc.RpcError as exc:
-        console.print(f"[yellow]![/yellow] a stale compare-and-set is refused: {exc.code().name}: {exc.details()}")
-    rolled = registry.RollbackAlias(
-        registry_pb2.RollbackAliasRequest(name=alias, reason="v2 validation accuracy regressed"), timeout=10
-    )
+        registry.set_alias(alias, first, expected_version=first, reason="stale writer")
+    except errors.Aborted as exc:
+        console.print(f"[yellow]![/yellow] a stale compare-and-set is refused: {exc}")
+    rolled = registry.rollback_alias(alias, reason="v2 validation accuracy regressed")
     console.print(f"[green]✓[/green] one-call rollback: production -> v{rolled.version}")
-    resolved = registry.ResolveAlias(registry_pb2.ResolveAliasRequest(name=alias), timeout=10)
+    resolved = registry.resolve_alias(alias)
     console.print(f"  ResolveAlias(production) = {resolved.name}, trained on {resolved.lineage.dataset_version}")
-    accuracy = score_downloaded(registry, resolved.name, read_split(ingest, clean.name, "test").to_pandas(), features)
+    test = ingest.read_dataset_frame(clean.name, split="test")
+    accuracy = score_downloaded(registry, resolved.name, test, features)
     console.print(
         f"[green]✓[/green] DownloadModelVersion({resolved.name}) runs in onnxruntime: "
         f"test accuracy {accuracy:.3f} on the held-out split"
     )
-    events = registry.ListAliasEvents(registry_pb2.ListAliasEventsRequest(parent=f"models/{MODEL}"), timeout=10)
     table = Table("revision", "alias", "kind", "from", "to", "actor", "reason", title="alias audit log")
-    for event in events.events:
+    for event in registry.list_alias_events(MODEL):
         table.add_row(
             str(event.revision),
             event.alias.rsplit("/", 1)[-1],
@@ -312,28 +255,23 @@ def lifecycle(addresses: dict[str, str]) -> None:
     console.print(table)
 
 
-def score_downloaded(
-    registry: registry_pb2_grpc.RegistryServiceStub, name: str, test: Any, features: list[str]
-) -> float:
-    """Fetch an artifact back through the registry and run it as serving would."""
+def score_downloaded(registry: RegistryClient, name: str, test: Any, features: list[str]) -> float:
+    """Fetch an artifact back through the registry (sha256 checked) and run it as serving would."""
     import numpy as np
     import onnxruntime
 
-    stream = registry.DownloadModelVersion(registry_pb2.DownloadModelVersionRequest(name=name), timeout=60)
-    artifact = b"".join(message.chunk for message in stream)
+    artifact = registry.download_model_version(name)
     session = onnxruntime.InferenceSession(artifact, providers=["CPUExecutionProvider"])
     inputs = {f: test[f].to_numpy(dtype=np.float32).reshape(-1, 1) for f in features}
     (probabilities,) = session.run(["probabilities"], inputs)
     return float((probabilities.argmax(axis=1) == test["target"].to_numpy()).mean())
 
 
-def _current(registry: registry_pb2_grpc.RegistryServiceStub, alias: str) -> int:
+def _current(registry: RegistryClient, alias: str) -> int:
     try:
-        return int(registry.GetAlias(registry_pb2.GetAliasRequest(name=alias), timeout=10).version)
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            return 0
-        raise
+        return int(registry.get_alias(alias).version)
+    except errors.NotFound:
+        return 0
 
 
 def main() -> int:
@@ -342,21 +280,25 @@ def main() -> int:
     console.print(f"state directory: {stack.state_dir()}  (delete it to start from scratch)")
     try:
         step("0. start the stack: five services, five processes")
-        for name in stack.SERVICES:
-            with console.status(f"starting ferry-{name}..."):
-                result = stack.start(name)
-            console.print(f"[green]✓[/green] ferry-{name:<9} {result.address:<16} pid {result.pid:<7} {result.health}")
-        lifecycle(stack.addresses())
+        with console.status("starting the five services..."):
+            started = stack.start_all(stack.SERVICES)
+        for result in started:
+            console.print(
+                f"[green]✓[/green] ferry-{result.service:<9} {result.address:<16} pid {result.pid:<7} {result.health}"
+            )
+        addresses = stack.addresses()
+        with IngestClient(addresses["ingest"]) as ingest, RegistryClient(addresses["registry"]) as registry:
+            lifecycle(ingest, registry)
     except stack.StackError as exc:
         console.print(f"[red]✗ {exc}[/red]")
         return 1
-    except grpc.RpcError as exc:
-        console.print(f"[red]✗ {exc.code().name}: {exc.details()}[/red]  (logs: {stack.state_dir() / 'logs'})")
+    except errors.FerryError as exc:
+        console.print(f"[red]✗ {exc}[/red]  (logs: {stack.state_dir() / 'logs'})")
         return 1
     finally:
-        for name in reversed(stack.SERVICES):
-            stack.stop(name)
-        console.print("stack stopped (SIGTERM, graceful drain)")
+        stopping = time.monotonic()
+        stack.stop_many(stack.SERVICES)
+        console.print(f"stack stopped in {time.monotonic() - stopping:.1f}s (SIGTERM to all five, graceful drain)")
     console.rule("[bold green]done")
     return 0
 

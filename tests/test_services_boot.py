@@ -4,23 +4,18 @@ line per RPC, and exits cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import importlib
 import json
-import os
 import pathlib
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ferry_common.pytest_plugin import free_port
-
-BIN = pathlib.Path(sys.executable).parent
+from ferry_sdk import ServiceProcess, errors, spawn_and_wait
 
 EXPECTED_SERVICES = {
     "registry": {"ferry.registry.v1.RegistryService"},
@@ -32,79 +27,48 @@ EXPECTED_SERVICES = {
 STANDARD = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
 
 
-def start(service: str, state: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    address = f"127.0.0.1:{port}"
+def start(service: str, state: pathlib.Path) -> ServiceProcess:
     env = {
-        **os.environ,
         "FERRY_STATE_DIR": str(state),
-        f"FERRY_{service.upper()}_ADDRESS": address,
         "OTEL_TRACES_EXPORTER": "none",
         "FERRY_LOG_FORMAT": "json",
         "FERRY_SHUTDOWN_GRACE_SECONDS": "5",
     }
-    proc = subprocess.Popen(
-        [str(BIN / f"ferry-{service}")],
-        env=env,
-        cwd=state,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    return proc, address
+    return spawn_and_wait(service, env=env, cwd=state, log_path=state / f"{service}.log")
 
 
-def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    channel = grpc.insecure_channel(address)
-    stub = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"service exited early: {proc.stderr.read() if proc.stderr else ''}"
-        try:
-            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.RpcError:
-            time.sleep(0.2)
-    raise AssertionError(f"{address} never reported SERVING")
+def log_lines(process: ServiceProcess) -> list[dict[str, Any]]:
+    assert process.log_path is not None
+    text = process.log_path.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def reflected_services(address: str) -> set[str]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(address))
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
-    responses = stub.ServerReflectionInfo(iter([request]), timeout=5)
-    return {service.name for response in responses for service in response.list_services_response.service}
+    with grpc.insecure_channel(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        responses = stub.ServerReflectionInfo(iter([request]), timeout=5)
+        return {service.name for response in responses for service in response.list_services_response.service}
 
 
 @pytest.fixture(params=sorted(EXPECTED_SERVICES))
-def booted(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+def booted(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[tuple[str, ServiceProcess]]:
     service: str = request.param
-    proc, address = start(service, tmp_path)
-    try:
-        wait_serving(address, proc)
-        yield service, address, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with start(service, tmp_path) as process:
+        yield service, process
 
 
 @pytest.mark.slow
-def test_service_boots_serves_health_and_reflection_and_drains(booted: tuple[str, str, subprocess.Popen[str]]) -> None:
-    service, address, proc = booted
-    channel = grpc.insecure_channel(address)
-    health = health_pb2_grpc.HealthStub(channel)
+def test_service_boots_serves_health_and_reflection_and_drains(booted: tuple[str, ServiceProcess]) -> None:
+    service, process = booted
     for name in EXPECTED_SERVICES[service]:
-        status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
-        assert status == health_pb2.HealthCheckResponse.SERVING, name
-    assert reflected_services(address) == EXPECTED_SERVICES[service] | STANDARD
+        assert process.health(timeout=5, service=name) == "SERVING", name
+    assert reflected_services(process.address) == EXPECTED_SERVICES[service] | STANDARD
 
     started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    assert process.stop(timeout=15) == 0
     assert time.monotonic() - started < 10
-    assert proc.stderr is not None
-    lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]
-    events = [line["event"] for line in lines]
+    events = [line["event"] for line in log_lines(process)]
     assert "serving" in events and "stopped" in events
 
 
@@ -123,26 +87,20 @@ UNFILLED = {
 @pytest.mark.slow
 @pytest.mark.parametrize("service", sorted(UNFILLED))
 def test_unfilled_rpc_is_unimplemented_and_logged(service: str, tmp_path: pathlib.Path) -> None:
-    import importlib
-
     method, module_name, request_name = UNFILLED[service]
     request_type = getattr(importlib.import_module(module_name), request_name)
-    proc, address = start(service, tmp_path)
-    try:
-        wait_serving(address, proc)
-        call = grpc.insecure_channel(address).unary_unary(
-            method, request_serializer=request_type.SerializeToString, response_deserializer=lambda b: b
-        )
-        with pytest.raises(grpc.RpcError) as raised:
-            call(request_type(), timeout=5)
-        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.stderr is not None
-    lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]
+    with start(service, tmp_path) as process:
+        # No typed client for these services yet: call the method by its path.
+        with grpc.insecure_channel(process.address) as channel:
+            call = channel.unary_unary(
+                method, request_serializer=request_type.SerializeToString, response_deserializer=lambda b: b
+            )
+            with pytest.raises(grpc.RpcError) as raised:
+                call(request_type(), timeout=5)
+        error = errors.from_rpc_error(raised.value)
+        assert isinstance(error, errors.Unimplemented) and error.code is grpc.StatusCode.UNIMPLEMENTED
+        assert process.stop(timeout=15) == 0
+    lines = log_lines(process)
     rpc = [line for line in lines if line.get("event") == "rpc" and line.get("method") == method]
     assert len(rpc) == 1, lines
     assert rpc[0]["code"] == "UNIMPLEMENTED"

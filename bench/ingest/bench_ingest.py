@@ -1,11 +1,11 @@
 """Upload throughput of ferry-ingest against a raw ``minio`` put of the same bytes.
 
-Starts ``moto_server`` (S3 on loopback) and ``ferry-ingest`` (S3 backend) as
-subprocesses, generates a CSV of ``--size-mb`` and a Parquet file of the same rows,
+Starts ``moto_server`` (S3 on loopback) and ``ferry-ingest`` (S3 backend, through
+``ferry_sdk.spawn_and_wait``) as subprocesses, generates a CSV of ``--size-mb`` and a Parquet file of the same rows,
 then, in the same run and against the same endpoint, measures:
 
 - raw ``Minio.put_object`` of each file (the baseline: bytes to the bucket, nothing else);
-- ``UploadDataset`` of each file through ferry-ingest (4 MiB gRPC chunks), which also
+- ``IngestClient.upload_dataset`` of each file through ferry-ingest (4 MiB gRPC chunks), which also
   hashes, parses (CSV) or validates (Parquet), profiles, writes canonical Parquet
   and the profile, and commits the version.
 
@@ -23,7 +23,6 @@ import contextlib
 import os
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,44 +30,23 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
 import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from minio import Minio
 
-from ferry.ingest.v1 import ingest_pb2 as pb
-from ferry.ingest.v1 import ingest_pb2_grpc as pbg
+from ferry_sdk import IngestClient, ServiceProcess, spawn_and_wait
+from ferry_sdk.spawn import free_port, wait_port
 
 MIB = 1024 * 1024
 CHUNK = 4 * MIB
 PART = 16 * MIB  # ferry_common.objectstore.PART_BYTES
 BIN = pathlib.Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited early")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not start")
 
 
 def generate(directory: pathlib.Path, size_mb: int) -> tuple[pathlib.Path, pathlib.Path]:
@@ -161,13 +139,6 @@ def timed(repeat: int, run: Callable[[int], None]) -> list[float]:
     return times
 
 
-def upload_requests(dataset_id: str, path: pathlib.Path, fmt: int) -> Iterator[pb.UploadDatasetRequest]:
-    yield pb.UploadDatasetRequest(header=pb.UploadDatasetHeader(dataset_id=dataset_id, format=fmt))
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK):
-            yield pb.UploadDatasetRequest(chunk=chunk)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=200, help="CSV size in MB (default 200)")
@@ -177,7 +148,8 @@ def main() -> None:
     size_mb, repeat = (32, 1) if args.quick else (args.size_mb, args.repeat)
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    moto: subprocess.Popen[bytes] | None = None
+    ingest: ServiceProcess | None = None
     try:
         print(f"generating {size_mb} MB of CSV and the same rows as Parquet ...", flush=True)
         csv_path, parquet_path = generate(work, size_mb)
@@ -188,18 +160,14 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        procs.append(moto)
-        wait_port(s3_port, moto, "moto_server")
+        wait_port(s3_port, process=moto, timeout=60)
         endpoint = f"127.0.0.1:{s3_port}"
         client = Minio(endpoint, access_key="bench", secret_key="bench", secure=False)
         bucket = "ferry-bench"
         client.make_bucket(bucket)
 
-        ingest_port = free_port()
         env = {
-            **os.environ,
             "FERRY_STATE_DIR": str(work / "state"),
-            "FERRY_INGEST_ADDRESS": f"127.0.0.1:{ingest_port}",
             "FERRY_OBJECT_STORE_URL": f"s3://{bucket}/ferry",
             "FERRY_S3_ENDPOINT": endpoint,
             "FERRY_S3_ACCESS_KEY": "bench",
@@ -207,20 +175,8 @@ def main() -> None:
             "OTEL_TRACES_EXPORTER": "none",
             "FERRY_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
         }
-        ingest = subprocess.Popen([str(BIN / "ferry-ingest")], env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
-        procs.append(ingest)
-        channel = grpc.insecure_channel(f"127.0.0.1:{ingest_port}")
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                break
-            except grpc.RpcError:
-                if time.monotonic() > deadline or ingest.poll() is not None:
-                    raise SystemExit("ferry-ingest did not start") from None
-                time.sleep(0.2)
-        stub = pbg.IngestServiceStub(channel)
+        ingest = spawn_and_wait("ingest", env=env, log_path=work / "ingest.log")
+        uploader = IngestClient(ingest.address, transfer_timeout=3600)
 
         def raw_put(path: pathlib.Path, part_size: int) -> Callable[[int], None]:
             def run(attempt: int) -> None:
@@ -231,38 +187,36 @@ def main() -> None:
 
             return run
 
-        def upload(path: pathlib.Path, fmt: int) -> Callable[[int], None]:
+        def upload(path: pathlib.Path, fmt: str) -> Callable[[int], None]:
             def run(attempt: int) -> None:
                 dataset = f"bench-{uuid.uuid4().hex[:12]}"
-                version = stub.UploadDataset(upload_requests(dataset, path, fmt), timeout=3600)
+                version = uploader.upload_dataset(dataset, path, format=fmt, chunk_size=CHUNK)
                 assert version.row_count > 0
 
             return run
 
-        def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
-            times = psutil.Process(proc.pid).cpu_times()
+        def cpu_seconds(pid: int) -> float:
+            times = psutil.Process(pid).cpu_times()
             return float(times.user + times.system)
 
         cpu_notes: list[str] = []
         print(f"| {'case':42s} | {'MB':>7s} | {'s':>7s} | {'MB/s':>7s} | ratio | peak RSS MB |")
         print(f"|{'-' * 44}|{'-' * 9}|{'-' * 9}|{'-' * 9}|-------|-------------|")
         for label, path, fmt in (
-            ("CSV", csv_path, pb.DATA_FORMAT_CSV),
-            ("Parquet", parquet_path, pb.DATA_FORMAT_PARQUET),
+            ("CSV", csv_path, "csv"),
+            ("Parquet", parquet_path, "parquet"),
         ):
             size = path.stat().st_size / 1_000_000
             default = Result(f"raw put {label} (minio default parts)", size, timed(repeat, raw_put(path, 0)))
             same = Result(f"raw put {label} (16 MiB parts)", size, timed(repeat, raw_put(path, PART)))
-            before = {proc.pid: cpu_seconds(proc) for proc in (ingest, moto)}
+            pids = {"ingest": ingest.pid, "moto": moto.pid}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             with PeakRss(ingest.pid) as rss:
                 ours = Result(f"ferry-ingest UploadDataset {label}", size, timed(repeat, upload(path, fmt)))
             ours.peak_rss_mb = rss.peak / 1e6
-            used = {
-                pid: (cpu_seconds(proc) - before[pid]) / repeat
-                for pid, proc in ((ingest.pid, ingest), (moto.pid, moto))
-            }
+            used = {name: (cpu_seconds(pid) - before[name]) / repeat for name, pid in pids.items()}
             cpu_notes.append(
-                f"{label}: per upload, ferry-ingest used {used[ingest.pid]:.2f} s CPU and moto {used[moto.pid]:.2f} s"
+                f"{label}: per upload, ferry-ingest used {used['ingest']:.2f} s CPU and moto {used['moto']:.2f} s"
             )
             baseline = min((default, same), key=lambda r: r.median)
             for row in (default, same, ours):
@@ -283,12 +237,15 @@ def main() -> None:
             f" {os.cpu_count()} CPUs"
         )
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=20)
-            if proc.poll() is None:
-                proc.kill()
+        if ingest is not None:
+            ingest.stop(timeout=20)
+        if moto is not None:
+            moto.terminate()
+            try:
+                moto.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                moto.kill()
+                moto.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,9 +1,10 @@
 """Registry throughput and latency: ResolveAlias, SetAlias, CreateModelVersion.
 
-Starts ``ferry-registry`` as a real subprocess (SQLite, and PostgreSQL when a URL is
-given or the default local server answers), drives it from client threads that each
-own a channel and a stub, and prints a table. The ``ratio`` column compares each
-workload's throughput with the gRPC health ``Check`` on the same server, at the same
+Starts ``ferry-registry`` as a real subprocess (``ferry_sdk.spawn_and_wait``; SQLite,
+and PostgreSQL when a URL is given or the default local server answers), drives it
+from client threads that each own a ``ferry_sdk.RegistryClient`` (one channel each),
+and prints a table. The ``ratio`` column compares each workload's throughput with the
+gRPC health ``Check`` on the same server, through the same client channel, at the same
 concurrency, measured in the same run: the floor of the transport.
 
     .venv/bin/python bench/registry/bench_registry.py [--quick] [--postgres-url URL] [--no-postgres]
@@ -15,8 +16,6 @@ import argparse
 import contextlib
 import os
 import pathlib
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,11 +25,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferry.registry.v1 import registry_pb2 as pb
-from ferry.registry.v1 import registry_pb2_grpc
+from ferry_sdk import RegistryClient, SpawnError, spawn_and_wait
 
 DEFAULT_POSTGRES = "postgresql://ferry:ferry@127.0.0.1:5432/postgres"
 PROD = "models/bench/aliases/production"
@@ -60,51 +58,17 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def registry_process(state_dir: pathlib.Path, database_url: str | None) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "FERRY_STATE_DIR": str(state_dir),
-        "FERRY_REGISTRY_ADDRESS": f"127.0.0.1:{port}",
-        "OTEL_TRACES_EXPORTER": "none",
-        "FERRY_LOG_LEVEL": "warning",
-    }
+    env = {"FERRY_STATE_DIR": str(state_dir), "OTEL_TRACES_EXPORTER": "none", "FERRY_LOG_LEVEL": "warning"}
     if database_url:
         env["FERRY_REGISTRY_DATABASE_URL"] = database_url
-    executable = pathlib.Path(sys.executable).parent / "ferry-registry"
-    process = subprocess.Popen([str(executable)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    target = f"127.0.0.1:{port}"
     try:
-        with grpc.insecure_channel(target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(
-                        f"ferry-registry exited: {process.stderr.read().decode() if process.stderr else ''}"
-                    )
-                try:
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    break
-                except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("ferry-registry did not start") from None
-                    time.sleep(0.05)
-        yield target
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        process = spawn_and_wait("registry", env=env, log_path=state_dir / "registry.log")
+    except SpawnError as error:
+        raise SystemExit(str(error)) from None
+    with process:
+        yield process.address
 
 
 @contextlib.contextmanager
@@ -134,24 +98,19 @@ def postgres_reachable(admin_url: str) -> bool:
 
 
 def prepare(target: str, versions: int) -> None:
-    with grpc.insecure_channel(target) as channel:
-        stub = registry_pb2_grpc.RegistryServiceStub(channel)
-        stub.CreateModel(pb.CreateModelRequest(model_id="bench"))
+    with RegistryClient(target) as registry:
+        registry.create_model("bench")
         for _ in range(versions):
-            create_version(stub)
-        stub.SetAlias(pb.SetAliasRequest(name=PROD, version=1))
+            create_version(registry)
+        registry.set_alias(PROD, 1)
 
 
-def create_version(stub: registry_pb2_grpc.RegistryServiceStub) -> None:
-    stub.CreateModelVersion(
-        pb.CreateModelVersionRequest(
-            parent="models/bench",
-            model_version=pb.ModelVersion(
-                artifact=pb.Artifact(uri="s3://bench/model.onnx", sha256=SHA, size_bytes=1, format=1),
-                metrics={"auc": 0.9},
-                params={"seed": "1"},
-            ),
-        ),
+def create_version(registry: RegistryClient) -> None:
+    registry.create_model_version(
+        "bench",
+        pb.Artifact(uri="s3://bench/model.onnx", sha256=SHA, size_bytes=1, format=pb.ARTIFACT_FORMAT_ONNX),
+        metrics={"auc": 0.9},
+        params={"seed": "1"},
         timeout=10,
     )
 
@@ -159,29 +118,27 @@ def create_version(stub: registry_pb2_grpc.RegistryServiceStub) -> None:
 Call = Callable[[], Any]
 
 
-def workload_calls(name: str, channel: grpc.Channel, worker: int) -> Call:
+def workload_calls(name: str, registry: RegistryClient, worker: int) -> Call:
     """The call one client thread repeats."""
-    stub = registry_pb2_grpc.RegistryServiceStub(channel)
     if name == "health Check":
-        health = health_pb2_grpc.HealthStub(channel)
+        health = health_pb2_grpc.HealthStub(registry.channel)
         request = health_pb2.HealthCheckRequest()
         return lambda: health.Check(request, timeout=10)
     if name == "ResolveAlias":
-        resolve = pb.ResolveAliasRequest(name=PROD)
-        return lambda: stub.ResolveAlias(resolve, timeout=10)
+        return lambda: registry.resolve_alias(PROD, timeout=10)
     if name == "SetAlias":
         # Each thread moves its own alias between versions 1 and 2: every call is a
         # real change (an event and a revision), with no compare-and-set conflicts.
-        requests = [pb.SetAliasRequest(name=f"models/bench/aliases/t{worker}", version=v) for v in (1, 2)]
-        state = {"next": 0}
+        alias = f"models/bench/aliases/t{worker}"
+        state = {"next": 1}
 
         def set_alias() -> None:
-            stub.SetAlias(requests[state["next"]], timeout=10)
-            state["next"] ^= 1
+            registry.set_alias(alias, state["next"], timeout=10)
+            state["next"] = 3 - state["next"]
 
         return set_alias
     if name == "CreateModelVersion":
-        return lambda: create_version(stub)
+        return lambda: create_version(registry)
     raise ValueError(name)
 
 
@@ -193,8 +150,8 @@ def measure(target: str, backend: str, workload: str, concurrency: int, seconds:
     window: dict[str, float] = {}
 
     def client(worker: int) -> None:
-        with grpc.insecure_channel(target) as channel:
-            call = workload_calls(workload, channel, worker)
+        with RegistryClient(target) as registry:
+            call = workload_calls(workload, registry, worker)
             call()  # connect before the clock starts
             start_barrier.wait()
             begin = window["begin"]

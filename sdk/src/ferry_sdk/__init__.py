@@ -1,1 +1,32 @@
-"""Ferry's Python client library and the ``ferry`` command line."""
+"""Ferry's Python client library and the ``ferry`` command line.
+
+Typed clients, blocking here and for asyncio in :mod:`ferry_sdk.aio`:
+
+    from ferry_sdk import IngestClient, RegistryClient
+    from ferry_sdk.errors import NotFound
+
+Every failed call raises a :class:`ferry_sdk.errors.FerryError` subclass.
+:func:`spawn_and_wait` runs a service as a local process (tests, the demo, ``ferry up``).
+"""
+
+from ferry_sdk import errors
+from ferry_sdk._sources import Progress
+from ferry_sdk._watch import Backoff
+from ferry_sdk.errors import FerryError
+from ferry_sdk.ingest import IngestClient
+from ferry_sdk.registry import AliasWatch, RegistryClient
+from ferry_sdk.spawn import ServiceProcess, SpawnError, free_port, spawn_and_wait
+
+__all__ = [
+    "AliasWatch",
+    "Backoff",
+    "FerryError",
+    "IngestClient",
+    "Progress",
+    "RegistryClient",
+    "ServiceProcess",
+    "SpawnError",
+    "errors",
+    "free_port",
+    "spawn_and_wait",
+]

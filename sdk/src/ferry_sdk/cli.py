@@ -19,22 +19,26 @@ def up(services: list[str] = typer.Argument(None, help="Services to start (defau
     for name in chosen:
         if name not in stack.SERVICES:
             raise typer.BadParameter(f"unknown service {name!r}; choose from {', '.join(stack.SERVICES)}")
-        with console.status(f"starting ferry-{name}..."):
-            try:
-                result = stack.start(name)
-            except stack.StackError as exc:
-                console.print(f"[red]✗[/red] {exc}")
-                raise typer.Exit(1) from None
-        console.print(f"[green]✓[/green] ferry-{name:<9} {result.address:<22} pid {result.pid}  {result.health}")
+    with console.status(f"starting {', '.join(f'ferry-{name}' for name in chosen)}..."):
+        try:
+            results = stack.start_all(chosen)
+        except stack.StackError as exc:
+            console.print(f"[red]✗[/red] {exc}")
+            raise typer.Exit(1) from None
+    for result in results:
+        console.print(
+            f"[green]✓[/green] ferry-{result.service:<9} {result.address:<22} pid {result.pid}  {result.health}"
+        )
     console.print(f"logs: {stack.state_dir() / 'logs'}")
 
 
 @app.command()
 def down(services: list[str] = typer.Argument(None, help="Services to stop (default: all five).")) -> None:
-    """Stop the local stack gracefully (SIGTERM, in-flight calls drain)."""
-    for name in reversed(services or list(stack.SERVICES)):
-        stopped = stack.stop(name)
-        console.print(f"{'[green]✓[/green] stopped' if stopped else '  not running'} ferry-{name}")
+    """Stop the local stack gracefully (SIGTERM to all at once, in-flight calls drain)."""
+    with console.status("stopping..."):
+        stopped = stack.stop_many(services or list(stack.SERVICES))
+    for name, was_running in stopped.items():
+        console.print(f"{'[green]✓[/green] stopped' if was_running else '  not running'} ferry-{name}")
 
 
 @app.command()

@@ -1,34 +1,52 @@
 """Start, stop and inspect the local stack: the five services as separate processes.
 
 ``ferry up`` starts each ``ferry-<service>`` console script found beside the running
-interpreter, detached, with its log in ``$FERRY_STATE_DIR/logs/<service>.log`` and
-its pid in ``$FERRY_STATE_DIR/run/<service>.pid``; ``ferry down`` sends SIGTERM (a
-graceful drain) and waits. Addresses come from the same ``FERRY_<SERVICE>_ADDRESS``
-variables the services read.
+interpreter (:func:`ferry_sdk.spawn.spawn`), detached, with its log in
+``$FERRY_STATE_DIR/logs/<service>.log`` and its pid in
+``$FERRY_STATE_DIR/run/<service>.pid``; ``ferry down`` sends SIGTERM (a graceful drain)
+to all of them at once and waits. Addresses come from the same
+``FERRY_<SERVICE>_ADDRESS`` variables the services read.
+
+A service this process started is its child: stopping it waits for and *reaps* it
+(an unreaped child is a zombie, which ``kill(pid, 0)`` still reports alive). One
+started by another process (``ferry up`` earlier, then ``ferry down``) is watched
+through ``/proc`` until it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ferry_sdk.spawn import ServiceProcess, SpawnError, dial_address, health_status, spawn, stop_all
 
-__all__ = ["SERVICES", "ServiceStatus", "StackError", "addresses", "health", "start", "state_dir", "stop"]
+__all__ = [
+    "SERVICES",
+    "ServiceStatus",
+    "StackError",
+    "addresses",
+    "health",
+    "start",
+    "start_all",
+    "state_dir",
+    "status",
+    "stop",
+    "stop_many",
+]
 
 SERVICES = ("registry", "ingest", "train", "serve", "monitor")
 _DEFAULT_PORTS = {"registry": 50051, "ingest": 50052, "train": 50053, "serve": 50054, "monitor": 50055}
 
+StackError = SpawnError
+"""A service could not be started."""
 
-class StackError(RuntimeError):
-    """A service could not be started or stopped."""
+# Services this process started: stopping them reaps them.
+_CHILDREN: dict[int, ServiceProcess] = {}
 
 
 @dataclass(frozen=True)
@@ -50,34 +68,39 @@ def addresses(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     }
 
 
-def _dial(address: str) -> str:
-    # A service listening on every interface is reached on loopback.
-    host, _, port = address.rpartition(":")
-    return f"127.0.0.1:{port}" if host in {"0.0.0.0", "[::]", ""} else address
-
-
 def health(address: str, timeout: float = 1.0) -> str:
     """``SERVING``, ``NOT_SERVING`` or ``DOWN``."""
-    with grpc.insecure_channel(_dial(address)) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-        except grpc.RpcError:
-            return "DOWN"
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    return health_status(dial_address(address), timeout)
 
 
 def _pid_file(root: pathlib.Path, service: str) -> pathlib.Path:
     return root / "run" / f"{service}.pid"
 
 
-def _running_pid(root: pathlib.Path, service: str) -> int | None:
-    path = _pid_file(root, service)
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it exited and only waits to be reaped)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.running()
     try:
-        pid = int(path.read_text())
         os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(pid, 0)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _running_pid(root: pathlib.Path, service: str) -> int | None:
+    try:
+        pid = int(_pid_file(root, service).read_text())
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if _alive(pid) else None
 
 
 def status(environ: Mapping[str, str] = os.environ) -> list[ServiceStatus]:
@@ -88,54 +111,98 @@ def status(environ: Mapping[str, str] = os.environ) -> list[ServiceStatus]:
     ]
 
 
+def _spawn(service: str, environ: Mapping[str, str]) -> ServiceProcess:
+    root = state_dir(environ)
+    (root / "run").mkdir(parents=True, exist_ok=True)
+    process = spawn(
+        service,
+        env={
+            **environ,
+            "FERRY_STATE_DIR": str(root),
+            "FERRY_LOG_FORMAT": environ.get("FERRY_LOG_FORMAT", "json"),
+        },
+        address=addresses(environ)[service],
+        log_path=root / "logs" / f"{service}.log",
+        inherit_environment=False,
+        new_session=True,
+    )
+    _CHILDREN[process.pid] = process
+    _pid_file(root, service).write_text(str(process.pid))
+    return process
+
+
+def start_all(
+    services: Iterable[str] = SERVICES, environ: Mapping[str, str] = os.environ, timeout: float = 60.0
+) -> list[ServiceStatus]:
+    """Start several services at once (detached), then wait until each reports SERVING.
+
+    A service already running and SERVING is left as it is.
+
+    Raises:
+        StackError: one exited early or did not serve in time (the others keep running).
+    """
+    root = state_dir(environ)
+    results: dict[str, ServiceStatus] = {}
+    started: list[ServiceProcess] = []
+    chosen = list(services)
+    for service in chosen:
+        address = addresses(environ)[service]
+        pid = _running_pid(root, service)
+        if pid is not None and health(address) == "SERVING":
+            results[service] = ServiceStatus(service, address, pid, "SERVING")
+        else:
+            started.append(_spawn(service, environ))
+    deadline = time.monotonic() + timeout
+    for process in started:
+        process.wait_serving(max(1.0, deadline - time.monotonic()))
+        results[process.service] = ServiceStatus(process.service, process.address, process.pid, "SERVING")
+    return [results[service] for service in chosen]
+
+
 def start(service: str, environ: Mapping[str, str] = os.environ, timeout: float = 60.0) -> ServiceStatus:
     """Start one service detached and wait until it reports SERVING."""
+    return start_all([service], environ, timeout)[0]
+
+
+def stop_many(
+    services: Iterable[str] = SERVICES, environ: Mapping[str, str] = os.environ, timeout: float = 30.0
+) -> dict[str, bool]:
+    """SIGTERM several services at once and wait for them to drain (SIGKILL after ``timeout``).
+
+    Returns:
+        For each service, whether it was running.
+    """
     root = state_dir(environ)
-    address = addresses(environ)[service]
-    pid = _running_pid(root, service)
-    if pid is not None and health(address) == "SERVING":
-        return ServiceStatus(service, address, pid, "SERVING")
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    (root / "run").mkdir(parents=True, exist_ok=True)
-    executable = pathlib.Path(sys.executable).parent / f"ferry-{service}"
-    log_path = root / "logs" / f"{service}.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [str(executable)],
-            env={**environ, "FERRY_STATE_DIR": str(root), "FERRY_LOG_FORMAT": environ.get("FERRY_LOG_FORMAT", "json")},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    _pid_file(root, service).write_text(str(proc.pid))
+    children: list[ServiceProcess] = []
+    others: dict[str, int] = {}
+    result: dict[str, bool] = {}
+    for service in services:
+        pid = _running_pid(root, service)
+        result[service] = pid is not None
+        if pid is None:
+            pass
+        elif pid in _CHILDREN:
+            children.append(_CHILDREN[pid])
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            others[service] = pid
+    stop_all(children, timeout)
+    for process in children:
+        _CHILDREN.pop(process.pid, None)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-5:]
-            raise StackError(f"ferry-{service} exited with code {proc.returncode}; last log lines:\n" + "\n".join(tail))
-        if health(address, timeout=0.5) == "SERVING":
-            return ServiceStatus(service, address, proc.pid, "SERVING")
-        time.sleep(0.2)
-    raise StackError(f"ferry-{service} did not report SERVING on {address} within {timeout:.0f}s (log: {log_path})")
+    while others and time.monotonic() < deadline:
+        others = {service: pid for service, pid in others.items() if _alive(pid)}
+        if others:
+            time.sleep(0.05)
+    for pid in others.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for service in result:
+        _pid_file(root, service).unlink(missing_ok=True)
+    return result
 
 
 def stop(service: str, environ: Mapping[str, str] = os.environ, timeout: float = 30.0) -> bool:
     """SIGTERM one service and wait for it to drain; False when it was not running."""
-    root = state_dir(environ)
-    pid = _running_pid(root, service)
-    if pid is None:
-        _pid_file(root, service).unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _pid_file(root, service).unlink(missing_ok=True)
-    return True
+    return stop_many([service], environ, timeout)[service]

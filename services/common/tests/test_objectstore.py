@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
 from ferry_common.errors import FailedPrecondition, NotFound, Unavailable
-from ferry_common.objectstore import ObjectStore, open_object_store
+from ferry_common.objectstore import MIN_PART_BYTES, ObjectStore, open_object_store
 from ferry_common.pytest_plugin import free_port
 from ferry_common.settings import load_settings
 
@@ -70,3 +72,131 @@ def test_missing_bucket_fails_fast_naming_it(tmp_path: pathlib.Path, s3_env: dic
     env = {**s3_env, "FERRY_STATE_DIR": str(tmp_path), "FERRY_OBJECT_STORE_URL": "s3://no-such-bucket"}
     with pytest.raises(FailedPrecondition, match="bucket 'no-such-bucket' does not exist"):
         open_object_store(load_settings("ingest", env)).check()
+
+
+# ------------------------------------------------------------------ staged uploads
+
+
+@dataclass
+class Backend:
+    store: ObjectStore
+    scratch: pathlib.Path
+    leftovers: Callable[[], list[str]]  # temporary files (local) or incomplete multipart uploads (S3)
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Backend:
+    root = tmp_path / "objects"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {"FERRY_STATE_DIR": str(tmp_path), "FERRY_OBJECT_STORE_URL": root.as_uri()}
+    if request.param == "s3":
+        env.update(request.getfixturevalue("s3_env"))
+    store = open_object_store(load_settings("ingest", env))
+    store.check()
+    if request.param == "local":
+
+        def leftovers() -> list[str]:
+            files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+            return [name for name in files if name not in store.list("")]
+
+        return Backend(store, scratch, leftovers)
+    # boto3 (moto's own dependency) asks through the public API, independently of minio.
+    import boto3
+
+    bucket = env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").split("/", 1)[0]
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://{env['FERRY_S3_ENDPOINT']}",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+
+    def uploads() -> list[str]:
+        return sorted(upload["Key"] for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+    return Backend(store, scratch, uploads)
+
+
+KEY = "datasets/a/versions/1/data.parquet"
+
+
+def test_staged_upload_is_invisible_until_commit_then_complete(backend: Backend) -> None:
+    store = backend.store
+    store.put_chunks(KEY, [b"old"])
+    parts = [b"a" * MIN_PART_BYTES, b"b" * (MIN_PART_BYTES + 3), b"tail"]
+    upload = store.begin_staged(KEY)
+    for part in parts:
+        upload.put_part(part)
+        assert b"".join(store.iter_chunks(KEY)) == b"old", "a staged part showed through before the commit"
+        assert store.list("datasets/") == [KEY]
+    info = upload.commit()
+    data = b"".join(parts)
+    assert (info.key, info.size_bytes, info.sha256) == (KEY, len(data), hashlib.sha256(data).hexdigest())
+    assert info.uri == store.uri(KEY)
+    assert b"".join(store.iter_chunks(KEY)) == data
+    assert store.list("datasets/") == [KEY]
+    assert backend.leftovers() == []
+    upload.abort()  # after the commit: nothing to give up
+    assert b"".join(store.iter_chunks(KEY)) == data
+
+
+def test_staged_upload_to_a_new_key_appears_only_at_commit(backend: Backend) -> None:
+    upload = backend.store.begin_staged(KEY)
+    upload.put_part(b"x" * MIN_PART_BYTES)
+    assert not backend.store.exists(KEY)
+    assert backend.store.list("") == []
+    with pytest.raises(NotFound):
+        list(backend.store.iter_chunks(KEY))
+    assert upload.commit().size_bytes == MIN_PART_BYTES
+    assert backend.store.exists(KEY)
+
+
+def test_aborted_staged_upload_leaves_nothing(backend: Backend) -> None:
+    upload = backend.store.begin_staged(KEY)
+    upload.put_part(b"x" * MIN_PART_BYTES)
+    upload.put_part(b"y" * 10)
+    assert backend.leftovers(), "the parts went nowhere before the commit"
+    upload.abort()
+    upload.abort()
+    assert not backend.store.exists(KEY)
+    assert backend.store.list("") == []
+    assert backend.leftovers() == []
+    with pytest.raises(ValueError, match="aborted"):
+        upload.commit()
+
+
+def test_staged_upload_without_parts_commits_an_empty_object(backend: Backend) -> None:
+    upload = backend.store.begin_staged(KEY)
+    upload.put_part(b"")
+    info = upload.commit()
+    assert (info.size_bytes, info.sha256) == (0, hashlib.sha256(b"").hexdigest())
+    assert b"".join(backend.store.iter_chunks(KEY)) == b""
+    assert backend.leftovers() == []
+
+
+def test_only_the_last_part_may_be_short_on_every_backend(backend: Backend) -> None:
+    upload = backend.store.begin_staged(KEY)
+    upload.put_part(b"short")
+    with pytest.raises(ValueError, match=f"only the last part may be shorter than {MIN_PART_BYTES} bytes"):
+        upload.put_part(b"x" * MIN_PART_BYTES)
+    upload.abort()
+    assert backend.store.list("") == []
+    assert backend.leftovers() == []
+
+
+def test_open_local_gives_a_file_with_the_object_and_cleans_up(backend: Backend) -> None:
+    data = bytes(range(256)) * 5000
+    backend.store.put_chunks(KEY, [data])
+    with backend.store.open_local(KEY, backend.scratch) as path:
+        assert path.read_bytes() == data
+        assert path.suffix == ".parquet"
+    assert list(backend.scratch.iterdir()) == []
+    assert b"".join(backend.store.iter_chunks(KEY)) == data, "the stored object went with the local file"
+    with (
+        pytest.raises(NotFound, match=r"'nope/x\.parquet'"),
+        backend.store.open_local("nope/x.parquet", backend.scratch),
+    ):
+        pass
+    assert list(backend.scratch.iterdir()) == []

@@ -28,5 +28,5 @@ def ingest(request: pytest.FixtureRequest, tmp_path: pathlib.Path, ingest_env: d
     settings = test_settings("ingest", tmp_path / "state", {**env, **ingest_env})
     with ServiceThread(settings, build) as service:
         channel = service.channel()
-        yield Ingest(pbg.IngestServiceStub(channel), settings, request.param)
+        yield Ingest(pbg.IngestServiceStub(channel), settings, request.param, service.target)
         channel.close()

@@ -110,3 +110,56 @@ def test_read_columns_and_split_are_checked(ingest: Ingest, source: str) -> None
     invalid(rpc_error(ingest.stub.ReadDataset, pb.ReadDatasetRequest(name=source, columns=["c" * 1000])), "columns[0]")
     invalid(rpc_error(ingest.stub.ReadDataset, pb.ReadDatasetRequest(name=source, split="s" * 5000)), "split")
     invalid(rpc_error(ingest.stub.GetProfile, pb.GetProfileRequest(name=source, split="train\n")), "split")
+
+
+def test_a_page_token_replayed_with_another_filter_or_page_size_is_invalid(ingest: Ingest) -> None:
+    for dataset_id in ("a", "b", "c"):
+        ingest.upload(dataset_id, csv_bytes(5), labels={"team": "x"})
+    first = ingest.stub.ListDatasets(pb.ListDatasetsRequest(page_size=1, filter="labels.team=x"))
+    again = ingest.stub.ListDatasets(
+        pb.ListDatasetsRequest(page_size=1, filter="labels.team=x", page_token=first.next_page_token)
+    )
+    assert [d.name for d in again.datasets] == ["datasets/b"]
+    for request in (
+        pb.ListDatasetsRequest(page_size=2, filter="labels.team=x", page_token=first.next_page_token),
+        pb.ListDatasetsRequest(page_size=1, filter="labels.team=y", page_token=first.next_page_token),
+    ):
+        invalid(rpc_error(ingest.stub.ListDatasets, request), "page_token")
+    ingest.upload("a", csv_bytes(6))
+    versions = ingest.stub.ListDatasetVersions(pb.ListDatasetVersionsRequest(parent="datasets/a", page_size=1))
+    other = pb.ListDatasetVersionsRequest(parent="datasets/b", page_size=1, page_token=versions.next_page_token)
+    invalid(rpc_error(ingest.stub.ListDatasetVersions, other), "page_token")
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "expected"),
+    [
+        (b"null\n", "jsonl", "line 1: expected a JSON object, got null"),
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "jsonl", "line 1: JSON nested"),
+        (b'{"a": 1}\n{"a": ' + b"[" * 300 + b"]" * 300 + b"}\n", "jsonl", "line 2: "),
+        (b"\x80id,score\n0,1.0\n", "csv", "line 1: invalid UTF-8"),
+    ],
+)
+def test_input_that_crashed_arrow_or_the_server_is_refused(
+    ingest: Ingest, data: bytes, fmt: str, expected: str
+) -> None:
+    """Found by the fuzz suite: Arrow segfaulted on the first two, the third was INTERNAL."""
+    invalid(rpc_error(ingest.stub.UploadDataset, upload_requests("bad", data, fmt)), expected)
+    assert not ingest.stub.ListDatasets(pb.ListDatasetsRequest()).datasets
+    assert ingest.upload("good", csv_bytes(5)).name == "datasets/good/versions/1"  # still serving
+
+
+def test_huge_values_are_echoed_short(ingest: Ingest) -> None:
+    huge = "\u00e9" * 80_000
+    requests = [
+        pb.ImportDatasetRequest(dataset_id="x", sql=pb.SqlSource(url=huge, query="SELECT 1")),
+        pb.ImportDatasetRequest(dataset_id="x", sql=pb.SqlSource(connection=huge, query="SELECT 1")),
+        pb.ImportDatasetRequest(dataset_id="x", object=pb.ObjectSource(uri=huge)),
+    ]
+    for request in requests:
+        error = rpc_error(ingest.stub.ImportDataset, request)
+        assert error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+        assert len(error.details().encode()) < 1000
+    header = pb.UploadDatasetHeader(dataset_id="x", format=pb.DATA_FORMAT_CSV, csv=pb.CsvOptions(delimiter=huge))
+    error = rpc_error(ingest.stub.UploadDataset, iter([pb.UploadDatasetRequest(header=header)]))
+    invalid(error, "header.csv.delimiter")

@@ -58,7 +58,9 @@ def test_set_alias_compare_and_set_from_issue_json(any_registry: Any) -> None:
     registry.set_alias("models/churn/aliases/staging", 1)
     listed = stub.ListAliases(pb.ListAliasesRequest(parent="models/churn", page_size=1))
     assert [a.name for a in listed.aliases] == [PROD]
-    rest = stub.ListAliases(pb.ListAliasesRequest(parent="models/churn", page_token=listed.next_page_token))
+    rest = stub.ListAliases(
+        pb.ListAliasesRequest(parent="models/churn", page_size=1, page_token=listed.next_page_token)
+    )
     assert [a.name for a in rest.aliases] == ["models/churn/aliases/staging"]
     error = failure(lambda: stub.DeleteAlias(pb.DeleteAliasRequest(name=PROD, expected_version=2)))
     assert error.code() == grpc.StatusCode.ABORTED and "points at version 3" in error.details()

@@ -2,54 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry.registry.v1 import registry_pb2_grpc
-from ferry_common.pytest_plugin import free_port
+from ferry_sdk import free_port, spawn_and_wait
 
 PROD = "models/churn/aliases/production"
 
 
 def start_registry(state_dir: pathlib.Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FERRY_STATE_DIR": str(state_dir),
-        "FERRY_REGISTRY_ADDRESS": f"127.0.0.1:{port}",
-        "OTEL_TRACES_EXPORTER": "none",
-        "FERRY_LOG_LEVEL": "warning",
-    }
-    executable = pathlib.Path(sys.executable).parent / "ferry-registry"
-    process = subprocess.Popen([str(executable)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"ferry-registry exited: {process.stderr.read().decode() if process.stderr else ''}"
-                )
-            try:
-                if (
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return process
-            except grpc.RpcError:
-                time.sleep(0.05)
-    process.kill()
-    raise AssertionError("ferry-registry did not become healthy")
+    env = {"FERRY_STATE_DIR": str(state_dir), "OTEL_TRACES_EXPORTER": "none", "FERRY_LOG_LEVEL": "warning"}
+    address = f"127.0.0.1:{port}"
+    return spawn_and_wait("registry", env=env, address=address, log_path=state_dir / "registry.log", timeout=30).process
 
 
 @dataclass

@@ -137,3 +137,32 @@ def test_an_s3_key_with_dot_dot_is_refused_by_the_store_not_an_internal_error() 
     store = S3ObjectStore(S3Settings(endpoint="127.0.0.1:1", access_key="a", secret_key="b", secure=False), "bucket")
     with pytest.raises(FailedPrecondition):
         store.iter_chunks("models/../datasets/x")
+
+
+def test_a_page_token_replayed_with_another_filter_or_page_size_is_invalid(registry: Any) -> None:
+    for model_id in ("a", "b", "c"):
+        registry.create_model(model_id, team="x")
+    first = registry.stub.ListModels(pb.ListModelsRequest(page_size=1, filter="labels.team=x"))
+    assert first.next_page_token
+    again = registry.stub.ListModels(
+        pb.ListModelsRequest(page_size=1, filter="labels.team=x", page_token=first.next_page_token)
+    )
+    assert [m.name for m in again.models] == ["models/b"]
+    for request in (
+        pb.ListModelsRequest(page_size=2, filter="labels.team=x", page_token=first.next_page_token),
+        pb.ListModelsRequest(page_size=1, filter="labels.team=y", page_token=first.next_page_token),
+        pb.ListModelsRequest(page_size=1, page_token=first.next_page_token),
+    ):
+        error = failure(lambda r=request: registry.stub.ListModels(r))  # type: ignore[misc]
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in error.details()
+        assert "different" in error.details()
+
+
+def test_a_huge_update_mask_path_is_echoed_short(registry: Any) -> None:
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    registry.create_model()
+    request = pb.UpdateModelRequest(model=pb.Model(name="models/churn"), update_mask=FieldMask(paths=["é" * 80_000]))
+    error = failure(lambda: registry.stub.UpdateModel(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "update_mask" in error.details()
+    assert len(error.details().encode()) < 1000

@@ -1,16 +1,18 @@
 """Channels to other Ferry services: deadlines, retries, keepalive, auth, tracing.
 
-Every unary call gets the default deadline (``FERRY_CALL_TIMEOUT_SECONDS``) unless
-it sets one; streams (watches) do not, since they are meant to stay open. Only
-idempotent methods (Get/List/Resolve/Read/Download/Watch) are retried, and only
-on UNAVAILABLE.
+:func:`create_channel` makes a ``grpc.aio`` channel, :func:`create_sync_channel` a
+blocking one with the same options, deadline, token, TLS, retry policy and tracing.
+Every unary-response call gets the default deadline (``FERRY_CALL_TIMEOUT_SECONDS``)
+unless it sets one; server streams (watches) do not, since they are meant to stay
+open. Only idempotent methods (Get/List/Resolve/Read/Download/Watch) are retried,
+and only on UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import grpc.aio
@@ -20,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from ferry_common import tracing
 from ferry_common.settings import Settings
 
-__all__ = ["channel_credentials", "create_channel", "service_config"]
+__all__ = ["channel_credentials", "create_channel", "create_sync_channel", "service_config"]
 
 IDEMPOTENT_PREFIXES = ("Get", "List", "Resolve", "Read", "Download", "Watch")
 
@@ -32,6 +34,9 @@ _KEEPALIVE = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.enable_retries", 1),
+    # A restarted service is found again within seconds (gRPC's default backoff grows to
+    # 120 s, and channels to one address share their connection).
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 
 
@@ -76,12 +81,7 @@ def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
     return grpc.ssl_channel_credentials(tls.ca_file.read_bytes(), private_key=key, certificate_chain=cert)
 
 
-class _DefaultsInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
-    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
-    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]
-):
+class _Defaults:
     """Adds the bearer token, and the default deadline on unary-response calls."""
 
     def __init__(self, token: str | None, timeout: float) -> None:
@@ -93,17 +93,85 @@ class _DefaultsInterceptor(
         timeout = details.timeout if details.timeout is not None or not deadline else self._timeout
         return details._replace(metadata=grpc.aio.Metadata(*metadata), timeout=timeout)
 
+
+# One class per call kind: grpc.aio files an interceptor under the first kind it is an
+# instance of, so a single class implementing all four would only see unary calls.
+class _UnaryUnaryDefaults(_Defaults, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details, True), request)
 
+
+class _StreamUnaryDefaults(_Defaults, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._details(details, True), request_iterator)
 
+
+class _UnaryStreamDefaults(_Defaults, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details, False), request)
 
+
+class _StreamStreamDefaults(_Defaults, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._details(details, False), request_iterator)
+
+
+def _defaults_interceptors(token: str | None, timeout: float) -> list[Any]:
+    kinds = (_UnaryUnaryDefaults, _StreamUnaryDefaults, _UnaryStreamDefaults, _StreamStreamDefaults)
+    return [kind(token, timeout) for kind in kinds]
+
+
+class _SyncCallDetails(
+    NamedTuple(
+        "_SyncCallDetails",
+        [
+            ("method", str),
+            ("timeout", float | None),
+            ("metadata", Any),
+            ("credentials", Any),
+            ("wait_for_ready", bool | None),
+            ("compression", Any),
+        ],
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _SyncDefaultsInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """The blocking twin of :class:`_Defaults` (sync channels accept one interceptor of every kind)."""
+
+    def __init__(self, token: str | None, timeout: float) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def _details(self, details: Any, deadline: bool) -> _SyncCallDetails:
+        timeout = details.timeout if details.timeout is not None or not deadline else self._timeout
+        return _SyncCallDetails(
+            details.method,
+            timeout,
+            [*(details.metadata or ()), *self._metadata],
+            getattr(details, "credentials", None),
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details, True), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details, True), request_iterator)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details, False), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details, False), request_iterator)
 
 
 def create_channel(
@@ -124,7 +192,7 @@ def create_channel(
         target: override the address (tests).
     """
     address = target or settings.addresses[target_service]
-    interceptors: list[Any] = [_DefaultsInterceptor(settings.auth_token, settings.call_timeout_seconds)]
+    interceptors: list[Any] = _defaults_interceptors(settings.auth_token, settings.call_timeout_seconds)
     if tracer_provider is not None:
         interceptors.extend(tracing.client_interceptors(tracer_provider))
     options = [*_KEEPALIVE, ("grpc.service_config", service_config(service_names))]
@@ -132,3 +200,29 @@ def create_channel(
     if credentials is None:
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+
+
+def create_sync_channel(
+    settings: Settings,
+    target_service: str,
+    service_names: Sequence[str] = (),
+    *,
+    tracer_provider: TracerProvider | None = None,
+    target: str | None = None,
+) -> grpc.Channel:
+    """A blocking channel to another Ferry service; the arguments of :func:`create_channel`.
+
+    The tracing interceptor (when ``tracer_provider`` is given) wraps server streams
+    in a generator, so their ``cancel()`` is only reachable without tracing.
+    """
+    address = target or settings.addresses[target_service]
+    options = [*_KEEPALIVE, ("grpc.service_config", service_config(service_names))]
+    credentials = channel_credentials(settings)
+    if credentials is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, credentials, options=options)
+    interceptors: list[Any] = [_SyncDefaultsInterceptor(settings.auth_token, settings.call_timeout_seconds)]
+    if tracer_provider is not None:
+        interceptors.append(tracing.sync_client_interceptor(tracer_provider))
+    return grpc.intercept_channel(channel, *interceptors)

@@ -1,4 +1,4 @@
-"""Ids, resource names and page tokens shared by every service (DESIGN.md).
+"""Ids and resource names shared by every service (DESIGN.md); page tokens are in :mod:`ferry_common.pagination`.
 
 One validator for ids: ``^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`` (models, datasets,
 deployments, aliases). Aliases start with a letter, so ``3`` is always a version.
@@ -6,25 +6,18 @@ deployments, aliases). Aliases start with a letter, so ``3`` is always a version
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-from typing import Any
 
 from ferry_common.errors import InvalidArgument
 
 __all__ = [
     "ID_PATTERN",
     "MAX_VERSION",
-    "decode_page_token",
-    "encode_page_token",
     "page_size",
     "parse_label_filter",
     "parse_name",
     "parse_version_number",
     "shorten",
-    "token_int",
-    "token_str",
     "validate_id",
 ]
 
@@ -42,12 +35,17 @@ ECHO_CHARS = 80
 
 
 def shorten(value: object, limit: int = ECHO_CHARS) -> str:
-    """``repr`` of ``value`` cut to about ``limit`` characters, for error messages."""
+    """``repr`` of ``value`` cut to about ``limit`` characters, for error messages.
+
+    A long value keeps its start and its end (where a path names its file), with the
+    length in between: ``'file:///data/...s/nope.csv' (12345 characters)``.
+    """
     text = value if isinstance(value, str) else repr(value)
     if len(text) <= limit:
         return repr(text) if isinstance(value, str) else text
-    cut = text[:limit]
-    return f"{cut!r}... ({len(text)} characters)" if isinstance(value, str) else f"{cut}... ({len(text)} characters)"
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3) :]
+    cut = f"{head!r}...{tail!r}" if isinstance(value, str) else f"{head}...{tail}"
+    return f"{cut} ({len(text)} characters)"
 
 
 def validate_id(field: str, value: str) -> str:
@@ -105,49 +103,6 @@ def page_size(value: int) -> int:
     if value < 0:
         raise InvalidArgument(f"page_size: {value} must not be negative", field="page_size")
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def encode_page_token(position: dict[str, Any]) -> str:
-    """An opaque token for the position after the last item returned."""
-    return base64.urlsafe_b64encode(json.dumps(position, sort_keys=True).encode()).decode()
-
-
-def _bad_token(token: str) -> InvalidArgument:
-    return InvalidArgument(f"page_token: {shorten(token)} is not a token this service issued", field="page_token")
-
-
-def decode_page_token(token: str) -> dict[str, Any] | None:
-    if not token:
-        return None
-    if len(token) > 4096:
-        raise _bad_token(token)
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError, RecursionError):
-        raise _bad_token(token) from None
-    if not isinstance(value, dict):
-        raise _bad_token(token)
-    return value
-
-
-def token_int(token: str, position: dict[str, Any], key: str) -> int | None:
-    """The integer ``key`` of a decoded token (``None`` when absent), range-checked for SQL."""
-    value = position.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not -MAX_VERSION <= value <= MAX_VERSION:
-        raise _bad_token(token)
-    return value
-
-
-def token_str(token: str, position: dict[str, Any], key: str) -> str | None:
-    """The string ``key`` of a decoded token (``None`` when absent)."""
-    value = position.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 1024:
-        raise _bad_token(token)
-    return value
 
 
 _LABEL_TERM = re.compile(r'labels\.([A-Za-z0-9_.-]+)\s*=\s*"?([^"]*)"?')

@@ -7,38 +7,52 @@ callers on an event loop use ``asyncio.to_thread``.
 
 Writes are atomic: an object is either absent or complete. The local backend
 writes a temporary file and renames it; S3 makes an object visible only when its
-(multipart) upload completes.
+(multipart) upload completes. A *staged upload* (:meth:`ObjectStore.begin_staged`)
+exposes that: parts are written while the data arrives and the object appears only at
+:meth:`StagedUpload.commit`. minio's multipart calls are private in minio 7.2
+(``_create_multipart_upload`` / ``_upload_part`` / ``_complete_multipart_upload`` /
+``_abort_multipart_upload``, pinned in ``constraints.txt``): this module is the only
+place that uses them; re-check them when upgrading minio.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import pathlib
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
 
 from ferry_common.errors import FailedPrecondition, NotFound, Unavailable
 from ferry_common.settings import S3Settings, Settings
 
 __all__ = [
+    "MIN_PART_BYTES",
     "LocalObjectStore",
     "ObjectInfo",
     "ObjectStore",
     "S3ObjectStore",
+    "StagedUpload",
     "open_object_store",
 ]
 
 CHUNK_BYTES = 1024 * 1024
 # Multipart part size: memory per upload is one part, whatever the object size.
 PART_BYTES = 16 * 1024 * 1024
+# S3's smallest part but the last; staged uploads hold every backend to it, so a caller
+# tested on the local backend behaves the same on S3.
+MIN_PART_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,8 +65,44 @@ class ObjectInfo:
     sha256: str
 
 
+class StagedUpload(Protocol):
+    """An object written part by part that becomes visible at its key only at :meth:`commit`.
+
+    Not thread-safe: one thread feeds it. After a failed :meth:`put_part` or
+    :meth:`commit`, call :meth:`abort`.
+    """
+
+    @property
+    def key(self) -> str:
+        """The key the object appears at."""
+
+    def put_part(self, data: bytes) -> None:
+        """Write the next part now (blocking).
+
+        Every part but the last must be at least :data:`MIN_PART_BYTES` (S3's rule, held on
+        every backend): a part after a shorter one raises ``ValueError``. Empty parts are
+        ignored. Raises Unavailable when the store fails.
+        """
+
+    def commit(self) -> ObjectInfo:
+        """Make the object visible, complete (no parts: an empty object), and describe it."""
+
+    def abort(self) -> None:
+        """Give the upload up: nothing appears and nothing is left behind (no-op after commit or abort)."""
+
+
 class ObjectStore(Protocol):
     """Keys are relative, ``/``-separated: ``datasets/penguins/versions/1/data.parquet``."""
+
+    @property
+    def stages_ahead(self) -> bool:
+        """Whether staging an object before it is final gains anything over writing it then.
+
+        True on S3: the parts travel over the network while the data is still being
+        produced. False on the local backend: writing the file at the end is a quick
+        local copy, whereas a file staged early is wasted when the key changes and stays
+        in the store as a temporary file if the process dies before commit or abort.
+        """
 
     def check(self) -> None:
         """Fail fast (Unavailable / FailedPrecondition naming what is wrong)."""
@@ -69,8 +119,19 @@ class ObjectStore(Protocol):
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_BYTES) -> Iterator[bytes]:
         """Read an object as a stream of chunks (NotFound when absent)."""
 
+    def begin_staged(self, key: str) -> StagedUpload:
+        """Start an upload to ``key``; nothing is visible there until its commit."""
+
     def download(self, key: str, path: pathlib.Path) -> None:
         """Copy an object to a local file."""
+
+    def open_local(self, key: str, scratch: pathlib.Path) -> AbstractContextManager[pathlib.Path]:
+        """A local file holding the object, for the ``with`` block (blocking on enter and exit).
+
+        The local backend yields the stored file itself (read it, never change it); S3
+        downloads into a temporary file in the directory ``scratch`` and removes it on
+        exit. NotFound when the object is absent.
+        """
 
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
@@ -112,6 +173,9 @@ class _HashingReader:
 class LocalObjectStore:
     """Objects as files under a root directory."""
 
+    # Writing at the end is a local copy; see ObjectStore.stages_ahead.
+    stages_ahead = False
+
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root.resolve()
 
@@ -132,27 +196,17 @@ class LocalObjectStore:
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
 
-    def local_path(self, key: str) -> pathlib.Path:
-        return self._path(key)
-
     def put_chunks(self, key: str, chunks: Iterable[bytes]) -> ObjectInfo:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        upload = _LocalStagedUpload(key, self._path(key))
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
-        return ObjectInfo(key, path.as_uri(), size, digest.hexdigest())
+            for chunk in chunks:
+                upload.append(chunk)  # any chunk size: the part rule is S3's, not a file's
+            return upload.commit()
+        finally:
+            upload.abort()
+
+    def begin_staged(self, key: str) -> StagedUpload:
+        return _LocalStagedUpload(key, self._path(key))
 
     def put_file(self, key: str, path: pathlib.Path) -> ObjectInfo:
         return self.put_chunks(key, _file_chunks(path))
@@ -167,6 +221,13 @@ class LocalObjectStore:
         with path.open("wb") as out:
             for chunk in self.iter_chunks(key):
                 out.write(chunk)
+
+    @contextlib.contextmanager
+    def open_local(self, key: str, scratch: pathlib.Path) -> Iterator[pathlib.Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"object {key!r} not found in {self.root.as_uri()}")
+        yield path
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -197,8 +258,77 @@ def _file_chunks(path: pathlib.Path, chunk_size: int = CHUNK_BYTES) -> Iterator[
             yield chunk
 
 
+class _StagedParts:
+    """What a staged upload wrote so far (hash, size) and S3's part rule, on every backend."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.finished = ""  # "committed" or "aborted"
+        self._short = 0  # size of a part shorter than MIN_PART_BYTES already written
+
+    def check_open(self) -> None:
+        if self.finished:
+            raise ValueError(f"staged upload of {self.key!r} was already {self.finished}")
+
+    def check(self, data: bytes) -> None:
+        self.check_open()
+        if self._short:
+            raise ValueError(
+                f"staged upload of {self.key!r}: a part of {self._short} bytes came before this one; "
+                f"only the last part may be shorter than {MIN_PART_BYTES} bytes"
+            )
+        if len(data) < MIN_PART_BYTES:
+            self._short = len(data)
+
+    def count(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.size += len(data)
+
+
+class _LocalStagedUpload(_StagedParts):
+    """A temporary file beside the object (``.tmp-*``, hidden from ``list``), renamed into place at commit."""
+
+    def __init__(self, key: str, path: pathlib.Path) -> None:
+        super().__init__(key)
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        self._tmp = pathlib.Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+
+    def put_part(self, data: bytes) -> None:
+        if data:
+            self.check(data)
+            self.append(data)
+
+    def append(self, data: bytes) -> None:
+        self._file.write(data)
+        self.count(data)
+
+    def commit(self) -> ObjectInfo:
+        self.check_open()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self._path)
+        self.finished = "committed"
+        return ObjectInfo(self.key, self._path.as_uri(), self.size, self.sha256.hexdigest())
+
+    def abort(self) -> None:
+        if self.finished:
+            return
+        self.finished = "aborted"
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 class S3ObjectStore:
     """Objects in an S3 bucket, through the ``minio`` SDK."""
+
+    # Parts travel while the data is produced; see ObjectStore.stages_ahead.
+    stages_ahead = True
 
     def __init__(self, settings: S3Settings, bucket: str, prefix: str = "") -> None:
         self.bucket = bucket
@@ -254,6 +384,9 @@ class S3ObjectStore:
     def put_file(self, key: str, path: pathlib.Path) -> ObjectInfo:
         return self.put_chunks(key, _file_chunks(path))
 
+    def begin_staged(self, key: str) -> StagedUpload:
+        return _S3StagedUpload(self, key)
+
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_BYTES) -> Iterator[bytes]:
         try:
             response = self.client.get_object(self.bucket, self._key(key))
@@ -267,6 +400,19 @@ class S3ObjectStore:
         with path.open("wb") as out:
             for chunk in self.iter_chunks(key):
                 out.write(chunk)
+
+    @contextlib.contextmanager
+    def open_local(self, key: str, scratch: pathlib.Path) -> Iterator[pathlib.Path]:
+        # Into the caller's scratch directory, not the system's temporary one (often a
+        # small tmpfs), and under the caller's sweep if the process dies.
+        fd, name = tempfile.mkstemp(prefix=".download-", suffix=pathlib.PurePosixPath(key).suffix, dir=scratch)
+        os.close(fd)
+        path = pathlib.Path(name)
+        try:
+            self.download(key, path)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         try:
@@ -289,6 +435,63 @@ class S3ObjectStore:
         strip = len(self.prefix) + 1 if self.prefix else 0
         names = (obj.object_name for obj in self.client.list_objects(self.bucket, prefix=full, recursive=True))
         return sorted(name[strip:] for name in names if name)
+
+
+class _S3StagedUpload(_StagedParts):
+    """A multipart upload: each part is sent by :meth:`put_part`, the object appears at :meth:`commit`.
+
+    The upload is created with its first part. Until it completes S3 shows nothing at
+    the key; one abandoned by a crash stays an incomplete multipart upload (a bucket
+    lifecycle rule ``AbortIncompleteMultipartUpload`` reclaims its parts).
+    """
+
+    def __init__(self, store: S3ObjectStore, key: str) -> None:
+        super().__init__(key)
+        self._store = store
+        self._name = store._key(key)
+        self._upload_id = ""
+        self._parts: list[Part] = []
+
+    def _failed(self, exc: Exception) -> Unavailable:
+        return Unavailable(f"object store {self._store.endpoint}: writing {self.key!r} failed: {exc}")
+
+    def put_part(self, data: bytes) -> None:
+        if not data:
+            return
+        self.check(data)
+        client, bucket = self._store.client, self._store.bucket
+        try:
+            if not self._upload_id:
+                self._upload_id = client._create_multipart_upload(bucket, self._name, {})
+            number = len(self._parts) + 1
+            etag = client._upload_part(bucket, self._name, data, None, self._upload_id, number)
+        except (urllib3.exceptions.HTTPError, S3Error) as exc:
+            raise self._failed(exc) from None
+        self._parts.append(Part(number, etag))
+        self.count(data)
+
+    def commit(self) -> ObjectInfo:
+        self.check_open()
+        client, bucket = self._store.client, self._store.bucket
+        try:
+            if self._parts:
+                client._complete_multipart_upload(bucket, self._name, self._upload_id, self._parts)
+            else:
+                client.put_object(bucket, self._name, io.BytesIO(b""), 0)
+        except (urllib3.exceptions.HTTPError, S3Error) as exc:
+            raise self._failed(exc) from None
+        self.finished = "committed"
+        return ObjectInfo(self.key, self._store.uri(self.key), self.size, self.sha256.hexdigest())
+
+    def abort(self) -> None:
+        if self.finished:
+            return
+        self.finished = "aborted"
+        if self._upload_id:
+            try:
+                self._store.client._abort_multipart_upload(self._store.bucket, self._name, self._upload_id)
+            except (urllib3.exceptions.HTTPError, S3Error) as exc:
+                raise self._failed(exc) from None
 
 
 def _response_chunks(response: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:

@@ -5,29 +5,26 @@
   dropped afterwards.
 - ``s3_endpoint`` / ``s3_env``: a real S3 endpoint on loopback (``moto_server``), and the
   ``FERRY_*`` variables that point a service at a fresh bucket on it.
+
+``free_port`` is re-exported from :mod:`ferry_common.process` (the one copy).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from ferry_common.process import free_port, wait_port
+
+__all__ = ["free_port", "postgres_url", "s3_endpoint", "s3_env"]
+
 DEFAULT_DSN = "postgresql://ferry:ferry@127.0.0.1:5432/postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _admin_dsn() -> str:
@@ -59,16 +56,12 @@ def s3_endpoint() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    try:
+        wait_port(port, process=proc, timeout=30)
+    except RuntimeError:
         proc.kill()
-        raise RuntimeError("moto_server did not start")
+        proc.wait()
+        raise
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)

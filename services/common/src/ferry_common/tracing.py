@@ -12,14 +12,25 @@ from typing import Any
 
 import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import (
+    aio_client_interceptors,
+    aio_server_interceptor,
+    client_interceptor,
+    filters,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from ferry_common.settings import Settings
 
-__all__ = ["TRACE_EXPORT_SERVICE", "client_interceptors", "configure_tracing", "server_interceptor"]
+__all__ = [
+    "TRACE_EXPORT_SERVICE",
+    "client_interceptors",
+    "configure_tracing",
+    "server_interceptor",
+    "sync_client_interceptor",
+]
 
 TRACE_EXPORT_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 MAX_QUEUE_SIZE = 65_536
@@ -72,3 +83,8 @@ def client_interceptors(provider: TracerProvider) -> list[Any]:
         tracer_provider=provider, filter_=_UNTRACED
     )
     return interceptors
+
+
+def sync_client_interceptor(provider: TracerProvider) -> Any:
+    """The tracing interceptor of blocking channels (``ferry_common.client.create_sync_channel``)."""
+    return client_interceptor(tracer_provider=provider, filter_=_UNTRACED)  # type: ignore[no-untyped-call]

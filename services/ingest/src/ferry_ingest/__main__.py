@@ -14,7 +14,7 @@ from ferry_ingest.config import IngestConfig
 from ferry_ingest.memory import keep_pandas_out, tune_allocators
 from ferry_ingest.service import IngestService
 from ferry_ingest.servicer import IngestServicer
-from ferry_ingest.store.sql import SqlDatasetStore
+from ferry_ingest.store.sql import SqlDatasetStore, open_database
 from ferry_ingest.workspace import Workspace
 from ferry_ingest.writer import recover_pending
 
@@ -31,16 +31,17 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
     config = IngestConfig.from_settings(settings)
     objects = open_object_store(settings)
     await asyncio.to_thread(objects.check)
-    store = await asyncio.to_thread(SqlDatasetStore.open, settings.resolved_database_url())
+    database = await asyncio.to_thread(open_database, settings.resolved_database_url())
+    store = SqlDatasetStore(database)
     # Objects of commits a crash interrupted (see ferry_ingest.writer).
-    await asyncio.to_thread(recover_pending, store, objects)
+    await database.runner.write(recover_pending, store, objects)
     workspace = Workspace(config.tmp_dir)
     await asyncio.to_thread(workspace.open)
-    servicer = IngestServicer(IngestService(store, objects, config, settings.s3, workspace))
+    servicer = IngestServicer(IngestService(store, database.runner, objects, config, settings.s3, workspace))
     return ServiceDefinition(
         register=lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server),
         service_names=[SERVICE_NAME],
-        on_stop=[store.close, workspace.close],
+        on_stop=[lambda: asyncio.to_thread(store.close), workspace.close],
     )
 
 

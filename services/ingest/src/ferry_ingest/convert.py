@@ -43,9 +43,9 @@ from ferry_ingest.locate import (
     first_data_line,
 )
 from ferry_ingest.parquet_output import Progress, canonical_schema, check_column_names, write_parquet
-from ferry_ingest.profile import Profile, ProfileBuilder
 from ferry_ingest.scan import CsvScan, JsonlScan, SourceScan
 from ferry_ingest.spool import Spool, SpoolReader
+from ferry_profile import Profile, ProfileBuilder
 
 __all__ = ["ConvertOptions", "Converted", "convert"]
 
@@ -66,7 +66,7 @@ class ConvertOptions:
         field: the request field errors name (``chunk``, ``object.uri``).
         delimiter: CSV delimiter.
         infer_bytes: how much of the start of a text source column types are inferred from.
-        max_distinct: profile bound (see :mod:`ferry_ingest.profile`).
+        max_distinct: profile bound (see :mod:`ferry_profile`).
     """
 
     field: str = "chunk"
@@ -317,6 +317,11 @@ class _CsvFormat(_TextFormat):
         return pacsv.ConvertOptions(column_types=self.types, strings_can_be_null=True)
 
     def infer(self, sample: bytes) -> None:
+        check = self.scan()  # let Arrow infer only from what passed the scan
+        check.feed(sample)
+        check.feed(b"")
+        if check.failed:
+            return  # the conversion's own scan reports it, with its line
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(sample),
@@ -388,6 +393,11 @@ class _JsonlFormat(_TextFormat):
         self._last_change = "unknown"
 
     def infer(self, sample: bytes) -> None:
+        check = JsonlScan()  # Arrow crashes on some input: let it see only what passed the scan
+        check.feed(sample)
+        check.feed(b"")
+        if check.failed:
+            return  # the conversion's own scan reports it, with its line
         try:
             table = pajson.read_json(pa.BufferReader(sample))
         except pa.ArrowInvalid:

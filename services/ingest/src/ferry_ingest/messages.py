@@ -12,7 +12,6 @@ from ferry.ingest.v1 import ingest_pb2
 from ferry_common import fields
 from ferry_common.errors import InvalidArgument
 from ferry_ingest.domain import DataFormat, Dataset, DatasetVersion, Lineage
-from ferry_ingest.profile import Profile
 from ferry_ingest.recipe import (
     Cast,
     Deduplicate,
@@ -26,6 +25,7 @@ from ferry_ingest.recipe import (
     SplitPart,
     Step,
 )
+from ferry_profile import Profile
 
 __all__ = [
     "data_format",

@@ -2,20 +2,20 @@
 
 A version's objects live under ``datasets/<dataset>/versions/<n>/`` and a version
 number is only final at commit (see :mod:`ferry_ingest.store`). To keep large
-uploads off the commit's critical path, an object may be *staged*: on S3 its
-multipart upload to the tentative key starts while the data is still arriving, and
-only its completion waits for the commit, which completes it when the
-tentative number won (the usual case) or aborts it and uploads the local copy under
-the number that won. Until completion nothing is visible at the key; an upload
-abandoned by a crash is an incomplete multipart upload that S3 never shows (and a
-bucket lifecycle rule or :meth:`S3ObjectStore.client` housekeeping removes).
-On the local backend an object is simply copied in (atomically) at commit.
+uploads off the commit's critical path, an object may be *staged*: a staged upload
+(:meth:`ObjectStore.begin_staged`) to the tentative key is fed part by part while the
+data is still arriving, and only its commit waits for the version's commit, which
+commits it when the tentative number won (the usual case) or aborts it and uploads the
+local copy under the number that won. Until then nothing is visible at the key (on S3
+an upload abandoned by a crash is an incomplete multipart upload that S3 never shows
+and a bucket lifecycle rule removes). Objects are staged where the store says it gains
+something (:attr:`ObjectStore.stages_ahead`: S3); on the local backend an object is
+simply copied in (atomically) at commit.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import pathlib
 import stat
@@ -26,17 +26,17 @@ from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 import urllib3
-from minio.datatypes import Part
 from minio.error import S3Error
 
 from ferry_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
-from ferry_common.objectstore import ObjectStore, S3ObjectStore
+from ferry_common.names import shorten
+from ferry_common.objectstore import ObjectInfo, ObjectStore, S3ObjectStore, StagedUpload
 from ferry_common.settings import S3Settings
 from ferry_ingest.spool import Spool, SpoolAborted
 
 # Memory per staged upload is about two parts; 8 MiB parts allow objects up to 80 GB
-# (S3's 10,000-part limit). Parts go one at a time: the upload follows data still
-# being produced, so parallel parts buy little and cost memory.
+# (S3's 10,000-part limit) and are above its 5 MiB minimum. Parts go one at a time: the
+# upload follows data still being produced, so parallel parts buy little and cost memory.
 STAGE_PART_BYTES = 8 * 1024 * 1024
 
 __all__ = [
@@ -45,18 +45,7 @@ __all__ = [
     "StagedObject",
     "open_object_source",
     "prepare_object",
-    "stages_uploads",
 ]
-
-
-class StagedObject(Protocol):
-    """An upload to a key that becomes visible only when completed."""
-
-    def complete(self) -> None:
-        """Make the object visible at its key (raises if the upload failed)."""
-
-    def abort(self) -> None:
-        """Give the upload up; nothing becomes visible."""
 
 
 class HeldReader(Protocol):
@@ -71,53 +60,54 @@ class HeldReader(Protocol):
     def close(self) -> None: ...
 
 
-class _S3StagedUpload:
-    """A multipart upload fed by a reader whose end of file is held back."""
+class StagedObject:
+    """A staged upload fed by a reader whose end of file is held back, from its own thread.
 
-    def __init__(self, store: S3ObjectStore, key: str, reader: HeldReader) -> None:
-        self._store = store
+    Works on every backend; :func:`prepare_object` starts one only where the store
+    gains from it.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, reader: HeldReader) -> None:
         self._key = key
         self._reader = reader
+        try:
+            self._upload: StagedUpload = store.begin_staged(key)
+        except BaseException:
+            reader.close()
+            raise
+        self._info: ObjectInfo | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"stage {key}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         # Every part, the last one included, goes up as soon as its bytes exist (a
-        # read shorter than a part happens only at the end of the data); only the
-        # completion waits for the held end of file, i.e. for the commit.
-        client = self._store.client
-        bucket = self._store.bucket
-        name = f"{self._store.prefix}/{self._key}" if self._store.prefix else self._key
-        upload_id = ""
+        # read shorter than a part happens only at the end of the data, so only the
+        # last part is short); only the commit waits for the held end of file, i.e.
+        # for the version's commit.
         try:
-            parts: list[Part] = []
             while data := self._reader.read(STAGE_PART_BYTES):
-                if not upload_id:
-                    upload_id = client._create_multipart_upload(bucket, name, {})
-                etag = client._upload_part(bucket, name, data, None, upload_id, len(parts) + 1)
-                parts.append(Part(len(parts) + 1, etag))
-            if parts:
-                client._complete_multipart_upload(bucket, name, upload_id, parts)
-            else:
-                client.put_object(bucket, name, io.BytesIO(b""), 0)
+                self._upload.put_part(data)
+            self._info = self._upload.commit()
         except BaseException as exc:  # reported by complete()
             self._error = exc
-            if upload_id:
-                with contextlib.suppress(Exception):
-                    client._abort_multipart_upload(bucket, name, upload_id)
+            with contextlib.suppress(Exception):
+                self._upload.abort()
         finally:
             self._reader.close()
 
-    def complete(self) -> None:
+    def complete(self) -> ObjectInfo:
+        """Make the object visible at its key (Unavailable if the upload failed)."""
         self._reader.release_eof()
         self._thread.join()
-        if self._error is not None:
-            raise Unavailable(
-                f"object store {self._store.endpoint}: writing {self._key!r} failed: {self._error}"
-            ) from None
+        if self._info is None:
+            if isinstance(self._error, Unavailable):
+                raise self._error
+            raise Unavailable(f"staging {self._key!r} failed: {self._error!r}") from None
+        return self._info
 
     def abort(self) -> None:
+        """Give the upload up; nothing becomes visible."""
         self._reader.cancel()
         self._thread.join()
 
@@ -142,23 +132,18 @@ class PreparedObject:
             self.staged = None
 
 
-def stages_uploads(store: ObjectStore) -> bool:
-    """Whether objects for ``store`` are uploaded ahead of the commit (S3)."""
-    return isinstance(store, S3ObjectStore)
-
-
 def prepare_object(
     store: ObjectStore, relkey: str, path: pathlib.Path, tentative_key: str | None, spool: Spool | None = None
 ) -> PreparedObject:
-    """Start staging ``path`` at ``tentative_key`` when the backend gains from it.
+    """Start staging ``path`` at ``tentative_key`` when the store gains from it (``stages_ahead``).
 
     ``spool`` is the growing file ``path`` belongs to, when it is still being
     written; the staged upload then follows it.
     """
-    if tentative_key is None or not isinstance(store, S3ObjectStore):
+    if tentative_key is None or not store.stages_ahead:
         return PreparedObject(relkey, path)
     reader: HeldReader = spool.reader(hold_eof=True) if spool is not None else _FileReader(path)
-    return PreparedObject(relkey, path, _S3StagedUpload(store, tentative_key, reader))
+    return PreparedObject(relkey, path, StagedObject(store, tentative_key, reader))
 
 
 class _FileReader:
@@ -227,23 +212,23 @@ def open_object_source(
         return _open_s3(uri, parsed.netloc, unquote(parsed.path).lstrip("/"), extension, s3, s3_buckets, field)
     if parsed.scheme == "file":
         return _open_file(uri, parsed.netloc, unquote(parsed.path), extension, file_roots, field)
-    raise InvalidArgument(f"{field}: {uri!r} is not an s3:// or file:// URI", field=field)
+    raise InvalidArgument(f"{field}: {shorten(uri)} is not an s3:// or file:// URI", field=field)
 
 
 def _open_s3(
     uri: str, bucket: str, key: str, extension: str, s3: S3Settings, allowed: frozenset[str], field: str
 ) -> ObjectSource:
     if not bucket or not key:
-        raise InvalidArgument(f"{field}: {uri!r} is not of the form s3://bucket/key", field=field)
+        raise InvalidArgument(f"{field}: {shorten(uri)} is not of the form s3://bucket/key", field=field)
     if not allowed:
         raise FailedPrecondition(
-            f"{field}: {uri!r}: s3:// imports are off on this server; the operator must list the buckets "
+            f"{field}: {shorten(uri)}: s3:// imports are off on this server; the operator must list the buckets "
             "they may read in FERRY_INGEST_IMPORT_S3_BUCKETS",
             field=field,
         )
     if bucket not in allowed:
         raise PermissionDenied(
-            f"{field}: {uri!r}: bucket {bucket!r} is not one of FERRY_INGEST_IMPORT_S3_BUCKETS "
+            f"{field}: {shorten(uri)}: bucket {shorten(bucket)} is not one of FERRY_INGEST_IMPORT_S3_BUCKETS "
             f"({', '.join(sorted(allowed))})",
             field=field,
         )
@@ -253,15 +238,17 @@ def _open_s3(
         chunks = store.iter_chunks(key, 4 * 1024 * 1024)
     except S3Error as exc:
         if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"}:
-            raise NotFound(f"{field}: {uri!r} not found at {s3.endpoint}", field=field) from None
+            raise NotFound(f"{field}: {shorten(uri)} not found at {s3.endpoint}", field=field) from None
         if exc.code in {"AccessDenied", "Forbidden"}:
             raise PermissionDenied(
-                f"{field}: {uri!r}: the server's credentials may not read it at {s3.endpoint}", field=field
+                f"{field}: {shorten(uri)}: the server's credentials may not read it at {s3.endpoint}", field=field
             ) from None
-        raise Unavailable(f"{field}: reading {uri!r} from {s3.endpoint} failed: {exc.code}", field=field) from None
+        raise Unavailable(
+            f"{field}: reading {shorten(uri)} from {s3.endpoint} failed: {exc.code}", field=field
+        ) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise Unavailable(
-            f"{field}: reading {uri!r}: cannot reach the S3 endpoint {s3.endpoint} ({type(exc).__name__})",
+            f"{field}: reading {shorten(uri)}: cannot reach the S3 endpoint {s3.endpoint} ({type(exc).__name__})",
             field=field,
         ) from None
     return ObjectSource(uri, _s3_chunks(chunks, uri, s3.endpoint, field), extension)
@@ -273,7 +260,7 @@ def _s3_chunks(chunks: Iterator[bytes], uri: str, endpoint: str, field: str) -> 
         yield from chunks
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise Unavailable(
-            f"{field}: reading {uri!r}: the S3 endpoint {endpoint} failed mid-stream ({type(exc).__name__})",
+            f"{field}: reading {shorten(uri)}: the S3 endpoint {endpoint} failed mid-stream ({type(exc).__name__})",
             field=field,
         ) from None
 
@@ -283,31 +270,31 @@ def _open_file(
 ) -> ObjectSource:
     if not roots:
         raise FailedPrecondition(
-            f"{field}: {uri!r}: file:// imports are off on this server; the operator must set "
+            f"{field}: {shorten(uri)}: file:// imports are off on this server; the operator must set "
             "FERRY_INGEST_IMPORT_FILE_ROOTS to the directories they may read",
             field=field,
         )
     if host and host.lower() != "localhost":
         raise InvalidArgument(
-            f"{field}: {uri!r} names host {host!r}; a file:// URI names a path on this server (file:///path)",
+            f"{field}: {shorten(uri)} names host {host!r}; a file:// URI names a path on this server (file:///path)",
             field=field,
         )
     if "\x00" in raw_path or not raw_path.startswith("/"):
-        raise InvalidArgument(f"{field}: {uri!r} is not of the form file:///absolute/path", field=field)
+        raise InvalidArgument(f"{field}: {shorten(uri)} is not of the form file:///absolute/path", field=field)
     # The URI is decoded above, so %2e%2e is a plain `..` by now; resolve() then removes
     # `..` and follows every symlink, and the real path is what must lie under a root.
     path = pathlib.Path(raw_path).resolve()
     if not _under(path, roots):
-        raise PermissionDenied(f"{field}: {uri!r} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field)
+        raise PermissionDenied(f"{field}: {shorten(uri)} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field)
     descriptor = _open_regular(path)
     if descriptor is None:
-        raise NotFound(f"{field}: {uri!r} does not exist or is not a file", field=field)
+        raise NotFound(f"{field}: {shorten(uri)} does not exist or is not a file", field=field)
     # What was opened, not what was checked, must be under a root: a directory swapped
     # for a symlink between the two would otherwise lead out.
     opened = _descriptor_path(descriptor)
     if opened is not None and not _under(opened, roots):
         os.close(descriptor)
-        raise PermissionDenied(f"{field}: {uri!r} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field)
+        raise PermissionDenied(f"{field}: {shorten(uri)} is outside FERRY_INGEST_IMPORT_FILE_ROOTS", field=field)
     return ObjectSource(uri, _file_chunks(os.fdopen(descriptor, "rb")), extension)
 
 

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 
 from ferry_common.errors import InvalidArgument
 from ferry_ingest.memory import release_free_memory
-from ferry_ingest.profile import Profile, ProfileBuilder
 from ferry_ingest.spool import Spool
+from ferry_profile import Profile, ProfileBuilder
 
 __all__ = [
     "PARQUET_COMPRESSION",

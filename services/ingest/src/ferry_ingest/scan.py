@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import pathlib
+import re
 from typing import Protocol
 
 import numpy as np
@@ -73,12 +74,32 @@ class CsvScan:
         self._nul = -1
         self._ended = False
         self._head: bytes | None = b""  # the first bytes, until it is known whether they are a BOM
+        # The header row, until its end: column names must be UTF-8 (Arrow keeps invalid
+        # bytes in a name, and reading the name back then fails).
+        self._header: bytearray | None = bytearray()
+        self._bad_header = False
 
     @property
     def failed(self) -> bool:
-        return self._nul >= 0
+        return self._nul >= 0 or self._bad_header
+
+    def _follow_header(self, data: bytes) -> None:
+        assert self._header is not None
+        end = data.find(b"\n")
+        self._header += data if end < 0 else data[:end]
+        if end < 0 and len(self._header) < (1 << 20) and not self._ended:
+            return
+        header, self._header = bytes(self._header), None
+        try:
+            header.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+        except UnicodeDecodeError:
+            self._bad_header = True
 
     def feed(self, data: bytes) -> None:
+        if not data:
+            self._ended = True
+        if self._header is not None:
+            self._follow_header(data)
         if self._head is not None:
             self._head += data
             if data and len(self._head) < len(codecs.BOM_UTF8):
@@ -88,8 +109,6 @@ class CsvScan:
                 self._feed(held)
         elif data:
             self._feed(data)
-        if not data:
-            self._ended = True
 
     def _feed(self, data: bytes) -> None:
         base, start = self._offset, 0
@@ -142,6 +161,8 @@ class CsvScan:
         return self._opened if self._ended and self._quoted else None
 
     def problem(self, path: pathlib.Path) -> SourceProblem | None:
+        if self._bad_header:
+            return SourceProblem(1, "invalid UTF-8 in the header row (column names must be UTF-8)")
         if self._nul >= 0:
             return SourceProblem(line_at(path, self._nul), "NUL byte (is this a binary or UTF-16 file?)")
         if (opened := self.open_quote) is not None:
@@ -149,11 +170,35 @@ class CsvScan:
         return None
 
 
-class JsonlScan:
-    """Finds JSON integers beyond int64, which Arrow silently reads as doubles.
+# Arrow's JSON parser recurses per nesting level and crashes the process (SIGSEGV)
+# somewhere between 3,000 and 10,000 levels; it also crashes on a document that is a
+# bare ``null``. Lines are checked for both before Arrow sees their block.
+MAX_JSON_DEPTH = 256
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
-    Cheap in the usual case: a vectorised look for runs of 19 or more digits outside
-    strings and fractions; only a line holding one is parsed (with :mod:`json`).
+
+def json_depth(line: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in one JSON text (strings skipped)."""
+    depth = deepest = 0
+    for token in _JSON_TOKENS.finditer(line):
+        kind = token.group()[:1]
+        if kind in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif kind in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+class JsonlScan:
+    """Finds what Arrow reads wrongly or crashes on, before Arrow sees the block.
+
+    - a line that is not a JSON object (``null``, ``[1]``, ``5``): Arrow crashes on some;
+    - nesting deeper than :data:`MAX_JSON_DEPTH` levels (Arrow's parser overflows the stack);
+    - integers beyond int64, which Arrow silently reads as doubles.
+
+    Cheap in the usual case: vectorised looks at line starts, bracket counts and runs
+    of 19 or more digits; only a suspicious line is examined in Python.
     """
 
     # Byte classes: 1 digit, 2 a byte after which digits are no integer ('.', '"'), 0 other.
@@ -182,11 +227,36 @@ class JsonlScan:
             self._tail = [data[cut + 1 :]] if cut + 1 < len(data) else []
         start = self._offset
         self._offset += len(lines)
-        if len(lines) > 19:
+        if lines:
             self._check(lines, start)
+
+    def _check_shape(self, lines: bytes, data: npt.NDArray[np.uint8], start: int) -> bool:
+        """Objects only, not nested too deeply; False (and the problem recorded) otherwise."""
+        starts = np.concatenate(([0], np.flatnonzero(data == ord("\n")) + 1))
+        starts = starts[starts < len(data)]
+        first = data[starts]
+        odd = np.flatnonzero((first != ord("{")) & (first != ord("\n")))
+        for begin in starts[odd]:
+            end = lines.find(b"\n", begin)
+            line = lines[begin : len(lines) if end < 0 else end].strip()
+            if line and not line.startswith(b"{"):
+                kind = "null" if line == b"null" else "an array" if line.startswith(b"[") else "a scalar"
+                self._found = (start + int(begin), f"expected a JSON object, got {kind}", "")
+                return False
+        opens = ((data == ord("[")) | (data == ord("{"))).astype(np.int64)
+        per_line = np.add.reduceat(opens, starts) if len(starts) else np.zeros(0, dtype=np.int64)
+        for begin in starts[np.flatnonzero(per_line > MAX_JSON_DEPTH)]:
+            end = lines.find(b"\n", begin)
+            if json_depth(lines[begin : len(lines) if end < 0 else end]) > MAX_JSON_DEPTH:
+                message = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+                self._found = (start + int(begin), message, "")
+                return False
+        return True
 
     def _check(self, lines: bytes, start: int) -> None:
         data = np.frombuffer(lines, dtype=np.uint8)
+        if not self._check_shape(lines, data, start):
+            return
         digits = (data - ord("0")) < 10  # wraps around below '0'
         classes = (digits.view(np.uint8) | (((data == ord(".")) | (data == ord('"'))).view(np.uint8) << 1)).tobytes()
         at = classes.find(self._LONG_RUN)

@@ -12,14 +12,17 @@ import hashlib
 import json
 import pathlib
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ferry_common.database import DatabaseRunner
 from ferry_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from ferry_common.logs import get_logger
-from ferry_common.objectstore import LocalObjectStore, ObjectStore
+from ferry_common.names import shorten
+from ferry_common.objectstore import ObjectStore
 from ferry_common.settings import S3Settings
+from ferry_common.streams import iterate_in_thread
 from ferry_ingest.config import IngestConfig
 from ferry_ingest.convert import Converted, ConvertOptions, convert
 from ferry_ingest.domain import (
@@ -32,8 +35,7 @@ from ferry_ingest.domain import (
     version_key,
 )
 from ferry_ingest.memory import release_free_memory
-from ferry_ingest.objects import PreparedObject, open_object_source, prepare_object, stages_uploads
-from ferry_ingest.profile import Profile
+from ferry_ingest.objects import PreparedObject, open_object_source, prepare_object
 from ferry_ingest.readback import encode
 from ferry_ingest.recipe import Recipe, content_hash
 from ferry_ingest.spool import Spool
@@ -42,6 +44,7 @@ from ferry_ingest.store import DatasetStore
 from ferry_ingest.transform import run_recipe
 from ferry_ingest.workspace import Workspace
 from ferry_ingest.writer import PendingVersion, commit_version, delete_version, profile_key, split_key
+from ferry_profile import Profile
 
 __all__ = ["ImportProgress", "IngestService", "NewVersion", "SqlSource", "UploadHeader"]
 
@@ -88,12 +91,6 @@ class ImportProgress:
     bytes: int = 0
 
 
-async def _in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
-    """Iterate a blocking iterator from worker threads."""
-    while (item := await asyncio.to_thread(next, iterator, _END)) is not _END:
-        yield item  # type: ignore[misc]
-
-
 def _schema_fields(profile: Profile) -> tuple[SchemaField, ...]:
     return tuple(SchemaField(c.name, c.type, c.null_count > 0) for c in profile.columns)
 
@@ -102,9 +99,18 @@ class IngestService:
     """The use cases behind ``ferry.ingest.v1.IngestService``."""
 
     def __init__(
-        self, store: DatasetStore, objects: ObjectStore, config: IngestConfig, s3: S3Settings, workspace: Workspace
+        self,
+        store: DatasetStore,
+        runner: DatabaseRunner,
+        objects: ObjectStore,
+        config: IngestConfig,
+        s3: S3Settings,
+        workspace: Workspace,
     ) -> None:
         self.store = store
+        # Every store call goes through the runner: off the event loop, and a lost
+        # database is UNAVAILABLE (never INTERNAL).
+        self.db = runner
         self.objects = objects
         self.config = config
         self.s3 = s3
@@ -113,25 +119,25 @@ class IngestService:
     # ------------------------------------------------------------------ reads
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
-        return await asyncio.to_thread(self.store.get_dataset, dataset_id)
+        return await self.db.read(self.store.get_dataset, dataset_id)
 
     async def list_datasets(
         self, page_size: int, after: str | None, labels: Mapping[str, str]
     ) -> tuple[list[Dataset], str | None]:
-        return await asyncio.to_thread(self.store.list_datasets, page_size, after, labels)
+        return await self.db.read(self.store.list_datasets, page_size, after, labels)
 
     async def get_version(self, dataset_id: str, version: int | None) -> DatasetVersion:
-        return await asyncio.to_thread(self.store.get_version, dataset_id, version)
+        return await self.db.read(self.store.get_version, dataset_id, version)
 
     async def list_versions(
         self, dataset_id: str, page_size: int, before: int | None
     ) -> tuple[list[DatasetVersion], int | None]:
-        return await asyncio.to_thread(self.store.list_versions, dataset_id, page_size, before)
+        return await self.db.read(self.store.list_versions, dataset_id, page_size, before)
 
     async def delete_version(self, dataset_id: str, version: int) -> None:
         # The row goes first, so a crash leaves objects without a row (removed at the
         # next start: see ferry_ingest.writer), never a visible version without its data.
-        await asyncio.to_thread(delete_version, self.store, self.objects, dataset_id, version)
+        await self.db.write(delete_version, self.store, self.objects, dataset_id, version)
 
     def _object_key(self, found: DatasetVersion, split: str, relkey: str = "data.parquet") -> str:
         if split and split not in {s.name for s in found.splits}:
@@ -166,29 +172,25 @@ class IngestService:
         chunk = self.config.read_chunk_bytes
         if fmt is DataFormat.PARQUET and not columns:
             chunks = await asyncio.to_thread(self.objects.iter_chunks, key, chunk)
-            async for data in _in_thread(chunks):
+            async for data in iterate_in_thread(chunks):
                 yield data
             return
         with self.workspace.job() as work:
-            if isinstance(self.objects, LocalObjectStore):
-                path = self.objects.local_path(key)
-            else:
-                path = work / "read.parquet"
-                await asyncio.to_thread(self.objects.download, key, path)
-            async for data in _in_thread(encode(path, fmt, columns, chunk)):
-                yield data
+            async with _local_file(self.objects, key, work) as path:
+                async for data in iterate_in_thread(encode(path, fmt, columns, chunk)):
+                    yield data
 
     # ----------------------------------------------------------------- writes
 
     async def _existing(self, request: NewVersion, sha256: str = "") -> DatasetVersion | None:
         if not request.request_id and not sha256:
             return None
-        return await asyncio.to_thread(
+        return await self.db.read(
             self.store.find_version, request.dataset_id, sha256=sha256, request_id=request.request_id
         )
 
     async def _tentative_key(self, dataset_id: str) -> tuple[int, str]:
-        number = await asyncio.to_thread(self.store.next_version, dataset_id)
+        number = await self.db.read(self.store.next_version, dataset_id)
         return number, version_key(dataset_id, number, "data.parquet")
 
     def _draft(self, request: NewVersion, sha256: str, profile: Profile, lineage: Lineage) -> VersionDraft:
@@ -205,7 +207,7 @@ class IngestService:
 
     async def _commit(self, pending: PendingVersion) -> DatasetVersion:
         try:
-            version, _created = await asyncio.to_thread(commit_version, self.store, self.objects, pending)
+            version, _created = await self.db.write(commit_version, self.store, self.objects, pending)
         finally:
             pending.discard()
             # Big requests leave freed heap behind; give it back so resident memory stays flat.
@@ -247,7 +249,7 @@ class IngestService:
             def on_rows(rows: int) -> None:
                 progress.rows = rows
 
-            follow = on_output if fmt is not DataFormat.PARQUET and stages_uploads(self.objects) else None
+            follow = on_output if fmt is not DataFormat.PARQUET and self.objects.stages_ahead else None
             converting = asyncio.ensure_future(asyncio.to_thread(convert, spool, fmt, work, options, on_rows, follow))
             started = time.perf_counter()
             try:
@@ -325,7 +327,12 @@ class IngestService:
         options = ConvertOptions("object.uri", ",", self.config.infer_bytes, self.config.max_distinct)
         progress = ImportProgress()
         job = self._ingest_stream(
-            request, fmt, _in_thread(source.chunks), options, Lineage(source_uri=uri, source_format=fmt), progress
+            request,
+            fmt,
+            iterate_in_thread(source.chunks),
+            options,
+            Lineage(source_uri=uri, source_format=fmt),
+            progress,
         )
         async for event in _with_progress(job, progress):
             yield event
@@ -360,7 +367,7 @@ class IngestService:
             if found is None:
                 names = ", ".join(sorted(self.config.sql_connections)) or "none"
                 raise NotFound(
-                    f"sql.connection: no connection named {source.connection!r} (configured: {names})",
+                    f"sql.connection: no connection named {shorten(source.connection)} (configured: {names})",
                     field="sql.connection",
                 )
             return SqlImport(
@@ -433,19 +440,15 @@ class IngestService:
         tentative, _key = await self._tentative_key(request.dataset_id)
         with self.workspace.job() as work:
             parent_key = version_key(parent.dataset_id, parent.version, "data.parquet")
-            if isinstance(self.objects, LocalObjectStore):
-                parent_path = self.objects.local_path(parent_key)
-            else:
-                parent_path = work / "parent.parquet"
-                await asyncio.to_thread(self.objects.download, parent_key, parent_path)
-            output = await asyncio.to_thread(
-                run_recipe,
-                parent_path,
-                recipe,
-                work,
-                max_distinct=self.config.max_distinct,
-                max_rows=self.config.transform_max_rows,
-            )
+            async with _local_file(self.objects, parent_key, work) as parent_path:
+                output = await asyncio.to_thread(
+                    run_recipe,
+                    parent_path,
+                    recipe,
+                    work,
+                    max_distinct=self.config.max_distinct,
+                    max_rows=self.config.transform_max_rows,
+                )
             draft = self._draft(request, sha256, output.profile, Lineage(parent=parent.name, recipe=recipe))
             draft.split_rows = tuple((s.name, s.profile.row_count) for s in output.splits)
             objects = [
@@ -467,6 +470,20 @@ class IngestService:
             ]
             profiles = {profile_key(): output.profile, **{profile_key(s.name): s.profile for s in output.splits}}
             return await self._commit(PendingVersion(draft, objects, profiles, tentative))
+
+
+@contextlib.asynccontextmanager
+async def _local_file(objects: ObjectStore, key: str, scratch: pathlib.Path) -> AsyncIterator[pathlib.Path]:
+    """``objects.open_local``, its blocking enter and exit (a download, a removal) in a thread."""
+    opened = objects.open_local(key, scratch)
+    path = await asyncio.to_thread(opened.__enter__)
+    try:
+        yield path
+    except BaseException as exc:
+        if not await asyncio.to_thread(opened.__exit__, type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await asyncio.to_thread(opened.__exit__, None, None, None)
 
 
 def _file_sha256(path: pathlib.Path) -> str:

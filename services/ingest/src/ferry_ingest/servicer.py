@@ -10,17 +10,9 @@ from google.protobuf import empty_pb2
 from ferry.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from ferry_common import fields
 from ferry_common.errors import InvalidArgument
-from ferry_common.names import (
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_label_filter,
-    parse_name,
-    parse_version_number,
-    token_int,
-    token_str,
-    validate_id,
-)
+from ferry_common.names import page_size, parse_label_filter, parse_name, parse_version_number, shorten, validate_id
+from ferry_common.pagination import Pages, canonical
+from ferry_common.streams import header_then_chunks
 from ferry_ingest.domain import DataFormat, DatasetVersion
 from ferry_ingest.messages import (
     data_format,
@@ -77,33 +69,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def UploadDataset(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadDatasetRequest], context: Any
     ) -> ingest_pb2.DatasetVersion:
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "header":
-            raise InvalidArgument("header: the first message must carry the header", field="header")
-        header = first.header
+        header, chunks = await header_then_chunks(request_iterator)
         delimiter = header.csv.delimiter or ","
         if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
             raise InvalidArgument(
-                f"header.csv.delimiter: {delimiter!r} is not one ASCII character (other than a quote or a line break)",
+                f"header.csv.delimiter: {shorten(delimiter)} is not one ASCII character "
+                "(other than a quote or a line break)",
                 field="header.csv.delimiter",
             )
         fmt = data_format(header.format, "header.format")
         assert fmt is not None
         upload = UploadHeader(**_new_version("header.", header), format=fmt, delimiter=delimiter)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            number = 1
-            async for message in request_iterator:
-                number += 1
-                if message.WhichOneof("payload") == "header":
-                    raise InvalidArgument(
-                        f"header: only the first message may carry the header (message {number} does)",
-                        field="header",
-                    )
-                if message.chunk:
-                    yield message.chunk
-
-        return version_to_proto(await self._service.upload(upload, chunks()))
+        return version_to_proto(await self._service.upload(upload, chunks))
 
     async def ImportDataset(
         self, request: ingest_pb2.ImportDatasetRequest, context: Any
@@ -145,13 +123,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> ingest_pb2.ListDatasetsResponse:
         size = page_size(request.page_size)
         labels = parse_label_filter(request.filter)
-        token = decode_page_token(request.page_token) or {}
-        after = token_str(request.page_token, token, "after")
-        datasets, after = await self._service.list_datasets(size, after, labels)
-        return ingest_pb2.ListDatasetsResponse(
-            datasets=[dataset_to_proto(d) for d in datasets],
-            next_page_token=encode_page_token({"after": after}) if after is not None else "",
-        )
+        pages = Pages(request.page_token, {"filter": canonical(labels), "page_size": size})
+        datasets, _ = await self._service.list_datasets(size + 1, pages.position_str("after"), labels)
+        kept, token = pages.next(datasets, size, lambda last: {"after": last.dataset_id})
+        return ingest_pb2.ListDatasetsResponse(datasets=[dataset_to_proto(d) for d in kept], next_page_token=token)
 
     async def GetDatasetVersion(
         self, request: ingest_pb2.GetDatasetVersionRequest, context: Any
@@ -164,12 +139,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> ingest_pb2.ListDatasetVersionsResponse:
         dataset_id = parse_name("parent", request.parent, "datasets/{dataset}")["dataset"]
         size = page_size(request.page_size)
-        token = decode_page_token(request.page_token) or {}
-        before = token_int(request.page_token, token, "before")
-        versions, last = await self._service.list_versions(dataset_id, size, before)
+        pages = Pages(request.page_token, {"dataset": dataset_id, "page_size": size})
+        versions, _ = await self._service.list_versions(dataset_id, size + 1, pages.position_int("before"))
+        kept, token = pages.next(versions, size, lambda last: {"before": last.version})
         return ingest_pb2.ListDatasetVersionsResponse(
-            dataset_versions=[version_to_proto(v) for v in versions],
-            next_page_token=encode_page_token({"before": last}) if last is not None else "",
+            dataset_versions=[version_to_proto(v) for v in kept], next_page_token=token
         )
 
     async def ReadDataset(

@@ -47,8 +47,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.pool import NullPool
 
 from ferry_common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
+from ferry_common.names import shorten
 from ferry_ingest.parquet_output import ParquetOutput, check_column_names
-from ferry_ingest.profile import Profile
+from ferry_profile import Profile
 
 __all__ = ["SqlImport", "check_query", "parse_url", "raw_url_problem"]
 
@@ -143,7 +144,7 @@ def parse_url(url: str, field: str = "sql.url") -> URL:
         return make_url(url)
     except (ArgumentError, ValueError):
         raise InvalidArgument(
-            f"{field}: {url!r} is not a SQLAlchemy URL such as postgresql+psycopg://host/db", field=field
+            f"{field}: {shorten(url)} is not a SQLAlchemy URL such as postgresql+psycopg://host/db", field=field
         ) from None
 
 

@@ -1,18 +1,17 @@
 """Client-side helpers for ingest tests and benchmarks (no pytest needed).
 
-:class:`Ingest` wraps a stub of a running server with upload/read helpers and knows
-how standard tools reach the stored objects (pyarrow on the bucket or the directory).
+:class:`Ingest` wraps a running server: its raw stub (contract tests drive it
+deliberately), the SDK's :class:`ferry_sdk.IngestClient` for plain uploads, and how
+standard tools reach the stored objects (pyarrow on the bucket or the directory).
+:class:`IngestProcess` runs ``ferry-ingest`` through :func:`ferry_sdk.spawn_and_wait`.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-import os
 import pathlib
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +21,12 @@ import grpc
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from minio import Minio
 
 from ferry.ingest.v1 import ingest_pb2 as pb
 from ferry.ingest.v1 import ingest_pb2_grpc as pbg
-from ferry_common.pytest_plugin import free_port
 from ferry_common.settings import Settings
+from ferry_sdk import IngestClient, ServiceProcess, spawn_and_wait
 
 __all__ = ["FORMATS", "Ingest", "IngestProcess", "csv_bytes", "rpc_error", "stored_keys", "upload_requests"]
 
@@ -42,6 +40,13 @@ class Ingest:
     stub: pbg.IngestServiceStub
     settings: Settings
     backend: str
+    address: str = ""
+
+    @functools.cached_property
+    def client(self) -> IngestClient:
+        """The SDK client of this server (needs ``address``)."""
+        assert self.address, "Ingest was made without the server's address"
+        return IngestClient(self.address, settings=self.settings, timeout=120)
 
     def upload(
         self,
@@ -54,10 +59,16 @@ class Ingest:
         description: str = "",
         labels: dict[str, str] | None = None,
     ) -> pb.DatasetVersion:
-        version: pb.DatasetVersion = self.stub.UploadDataset(
-            upload_requests(dataset_id, data, fmt, chunk_size, request_id, description, labels or {}), timeout=120
+        """Upload through the SDK client, in ``chunk_size`` chunks (small ones test chunk boundaries)."""
+        return self.client.upload_dataset(
+            dataset_id,
+            data,
+            format=fmt,
+            chunk_size=chunk_size,
+            request_id=request_id,
+            description=description,
+            labels=labels,
         )
-        return version
 
     def read(self, name: str, *, fmt: str = "parquet", columns: Iterable[str] = (), split: str = "") -> bytes:
         request = pb.ReadDatasetRequest(name=name, format=FORMATS[fmt], columns=list(columns), split=split)
@@ -127,57 +138,38 @@ def csv_bytes(rows: int = 1000) -> bytes:
 
 
 class IngestProcess:
-    """``ferry-ingest`` started as a subprocess on a free loopback port."""
+    """``ferry-ingest`` started as a subprocess on a free loopback port (:func:`ferry_sdk.spawn_and_wait`)."""
 
     def __init__(self, state: pathlib.Path, env: dict[str, str]) -> None:
         self.state = state
-        self.address = f"127.0.0.1:{free_port()}"
-        self.env = {
-            **os.environ,
-            **env,
-            "FERRY_STATE_DIR": str(state),
-            "FERRY_INGEST_ADDRESS": self.address,
-            "OTEL_TRACES_EXPORTER": "none",
-            "FERRY_LOG_FORMAT": "json",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {**env, "FERRY_STATE_DIR": str(state), "OTEL_TRACES_EXPORTER": "none", "FERRY_LOG_FORMAT": "json"}
+        self.service: ServiceProcess | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.service is not None, "not started"
+        return self.service.address
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.service.process if self.service is not None else None
 
     def start(self) -> IngestProcess:
-        self.proc = subprocess.Popen(
-            [str(pathlib.Path(sys.executable).parent / "ferry-ingest")],
-            env=self.env,
-            cwd=self.state,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(self.address))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "ferry-ingest exited early"
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return self
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise AssertionError("ferry-ingest never became SERVING")
+        self.service = spawn_and_wait("ingest", env=self.env, cwd=self.state)
+        return self
 
     def stub(self) -> pbg.IngestServiceStub:
+        """A raw stub, for contract tests that craft streams by hand."""
         options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
         return pbg.IngestServiceStub(grpc.insecure_channel(self.address, options=options))
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        assert self.service is not None
+        self.service.kill()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.service is not None:
+            self.service.stop(timeout=20)
 
 
 def stored_keys(state: pathlib.Path, env: dict[str, str]) -> list[str]:

@@ -33,7 +33,6 @@ import pyarrow.parquet as pq
 
 from ferry_common.errors import InvalidArgument, ResourceExhausted
 from ferry_ingest.parquet_output import ParquetOutput
-from ferry_ingest.profile import Profile, ProfileBuilder
 from ferry_ingest.recipe import (
     CAST_TYPES,
     Cast,
@@ -49,6 +48,7 @@ from ferry_ingest.recipe import (
     parse_value,
     step_kind,
 )
+from ferry_profile import Profile, ProfileBuilder
 
 __all__ = ["SplitOutput", "TransformOutput", "allocate", "run_recipe"]
 

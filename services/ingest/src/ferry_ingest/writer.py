@@ -27,8 +27,8 @@ from ferry_common.logs import get_logger
 from ferry_common.objectstore import ObjectInfo, ObjectStore
 from ferry_ingest.domain import DatasetVersion, VersionDraft, version_key
 from ferry_ingest.objects import PreparedObject
-from ferry_ingest.profile import Profile
 from ferry_ingest.store import DatasetStore
+from ferry_profile import Profile
 
 __all__ = [
     "PENDING_RECORD_TTL",
@@ -90,8 +90,7 @@ def _write(objects: ObjectStore, pending: PendingVersion, number: int) -> dict[s
         staged, obj.staged = obj.staged, None
         if staged is not None and number == pending.tentative:
             try:
-                staged.complete()
-                written[obj.relkey] = ObjectInfo(key, objects.uri(key), obj.path.stat().st_size, "")
+                written[obj.relkey] = staged.complete()
                 continue
             except Unavailable as exc:
                 _log.warning("staged upload failed; uploading again", key=key, error=str(exc))

@@ -22,6 +22,7 @@ from ferry_common.errors import InvalidArgument, ResourceExhausted
 from ferry_common.logs import get_logger
 from ferry_common.names import shorten
 from ferry_common.objectstore import ObjectInfo, ObjectStore
+from ferry_common.streams import iterate_in_thread
 from ferry_registry.domain import ArtifactFormat
 
 __all__ = ["MODELS_PREFIX", "ArtifactStore", "artifact_key"]
@@ -141,7 +142,7 @@ class ArtifactStore:
     async def read(self, key: str) -> AsyncGenerator[bytes, None]:
         """Open ``key`` (NotFound when absent) and return its chunks as an async stream."""
         source = await asyncio.to_thread(self._objects.iter_chunks, key)
-        return _chunks(source)
+        return iterate_in_thread(source)
 
     async def delete(self, key: str) -> None:
         """Delete an object; failures are logged, not raised (the metadata is already gone)."""
@@ -149,13 +150,3 @@ class ArtifactStore:
             await asyncio.to_thread(self._objects.delete, key)
         except Exception as error:  # an orphaned object must not fail the RPC
             _log.warning("artifact not deleted", key=key, error=str(error))
-
-
-async def _chunks(source: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
-    try:
-        while (chunk := await asyncio.to_thread(next, source, None)) is not None:
-            yield chunk
-    finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from ferry_common.errors import Aborted
+from ferry_registry.resources import alias_name
+
 __all__ = [
     "Alias",
     "AliasChange",
@@ -26,6 +29,7 @@ __all__ = [
     "NewModelVersion",
     "Page",
     "TensorSpec",
+    "compare_and_set",
 ]
 
 T = TypeVar("T")
@@ -187,3 +191,30 @@ class Page(Generic[T]):
 
     items: list[T]
     next_page_token: str = ""
+
+
+def compare_and_set(model_id: str, alias_id: str, current: int | None, expected: int | None) -> None:
+    """The compare-and-set rule of aliases (SetAlias, BatchSetAliases, DeleteAlias).
+
+    ``current`` is the alias's version (``None`` when it does not exist), read under the
+    model's lock in the same transaction that writes; ``expected`` is the caller's
+    ``expected_version``: unset (``None``) skips the check, ``0`` means "the alias must
+    not exist", ``n`` means "the alias must point at version n". A mismatch is ABORTED
+    naming the current version, so the caller can re-read and retry.
+    """
+    if expected is None:
+        return
+    name = alias_name(model_id, alias_id)
+    if expected == 0 and current is not None:
+        raise Aborted(
+            f"alias {name!r} already exists and points at version {current} "
+            "(expected_version 0: the alias must not exist)",
+            field="expected_version",
+        )
+    if expected > 0 and current is None:
+        raise Aborted(f"alias {name!r} does not exist (expected_version {expected})", field="expected_version")
+    if expected > 0 and current is not None and current != expected:
+        raise Aborted(
+            f"alias {name!r} points at version {current}, not expected_version {expected}",
+            field="expected_version",
+        )

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from ferry_common.errors import FailedPrecondition, FerryError, InvalidArgument, Unavailable
 from ferry_common.logs import get_logger
-from ferry_common.names import MAX_VERSION, decode_page_token, encode_page_token, shorten
+from ferry_common.pagination import Pages, canonical
 from ferry_registry.artifacts import ArtifactStore, artifact_key
 from ferry_registry.cache import ResolveCache
 from ferry_registry.domain import Alias, AliasChange, AliasEvent, Artifact, Model, ModelVersion, NewModelVersion, Page
@@ -115,10 +114,9 @@ class RegistryService:
         return await self._read(self._store.get_model, model_id)
 
     async def list_models(self, labels: Mapping[str, str], page_size: int, page_token: str) -> Page[Model]:
-        position = _position(page_token, {"filter": _canonical(labels)})
-        after = _token_field(position, "after", str)
-        items = await self._read(self._store.list_models, labels, after, page_size + 1)
-        return _page(items, page_size, lambda last: {"after": last.model_id, "filter": _canonical(labels)})
+        pages = Pages(page_token, {"filter": canonical(labels), "page_size": page_size})
+        items = await self._read(self._store.list_models, labels, pages.position_str("after"), page_size + 1)
+        return Page(*pages.next(items, page_size, lambda last: {"after": last.model_id}))
 
     async def update_model(self, model_id: str, description: str | None, labels: Mapping[str, str] | None) -> Model:
         return await self._write(self._store.update_model, model_id, description, labels)
@@ -218,11 +216,10 @@ class RegistryService:
     async def list_versions(
         self, model_id: str, labels: Mapping[str, str], page_size: int, page_token: str
     ) -> Page[ModelVersion]:
-        fingerprint = {"model": model_id, "filter": _canonical(labels)}
-        position = _position(page_token, fingerprint)
-        before = _token_field(position, "before", int)
+        pages = Pages(page_token, {"model": model_id, "filter": canonical(labels), "page_size": page_size})
+        before = pages.position_int("before")
         items = await self._read(self._store.list_versions, model_id, labels, before, page_size + 1)
-        return _page(items, page_size, lambda last: {**fingerprint, "before": last.version})
+        return Page(*pages.next(items, page_size, lambda last: {"before": last.version}))
 
     async def update_version(
         self,
@@ -242,6 +239,12 @@ class RegistryService:
     # --------------------------------------------------------------- aliases
 
     async def set_alias(self, change: AliasChange, actor: str) -> Alias:
+        """Point an alias at a version, recording an event.
+
+        With ``change.expected_version`` set, the rule of :func:`~ferry_registry.domain.compare_and_set`
+        applies: the store reads the alias under the model's lock and checks it in the
+        same transaction that writes, so two racing writers cannot both win.
+        """
         (alias,) = await self._set_aliases([change], actor, batch=False)
         return alias
 
@@ -282,10 +285,10 @@ class RegistryService:
         return version
 
     async def list_aliases(self, model_id: str, page_size: int, page_token: str) -> Page[Alias]:
-        position = _position(page_token, {"model": model_id})
-        after = _token_field(position, "after", str)
+        pages = Pages(page_token, {"model": model_id, "page_size": page_size})
+        after = pages.position_str("after")
         items = await self._read(self._store.list_aliases, model_id, after, page_size + 1)
-        return _page(items, page_size, lambda last: {"model": model_id, "after": last.alias_id})
+        return Page(*pages.next(items, page_size, lambda last: {"after": last.alias_id}))
 
     async def delete_alias(
         self, model_id: str, alias_id: str, expected_version: int | None, reason: str, actor: str
@@ -301,12 +304,11 @@ class RegistryService:
     async def list_alias_events(
         self, model_id: str, alias_id: str | None, page_size: int, page_token: str
     ) -> Page[AliasEvent]:
-        fingerprint = {"model": model_id, "alias": alias_id or ""}
-        position = _position(page_token, fingerprint)
-        after = _token_field(position, "after", int) or 0
+        pages = Pages(page_token, {"model": model_id, "alias": alias_id or "", "page_size": page_size})
+        after = pages.position_int("after") or 0
         await self._read(self._store.get_model, model_id)
         items = await self._read(self._store.list_events, model_id, alias_id, after, page_size + 1)
-        return _page(items, page_size, lambda last: {**fingerprint, "after": last.revision})
+        return Page(*pages.next(items, page_size, lambda last: {"after": last.revision}))
 
     async def watch_aliases(self, model_id: str | None, since_revision: int) -> AsyncGenerator[AliasEvent, None]:
         """Events after ``since_revision`` in revision order, then new ones as they commit.
@@ -363,41 +365,3 @@ def _check_received(declared: Artifact, size_bytes: int, sha256: str) -> None:
             f"{size_bytes} bytes received",
             field="header.model_version.artifact.size_bytes",
         )
-
-
-def _canonical(labels: Mapping[str, str]) -> str:
-    return json.dumps(dict(sorted(labels.items())), separators=(",", ":"))
-
-
-def _position(page_token: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
-    """Decode a page token and check it was issued for the same request."""
-    position = decode_page_token(page_token)
-    if position is None:
-        return {}
-    for key, value in fingerprint.items():
-        if position.get(key) != value:
-            raise InvalidArgument(
-                f"page_token: {shorten(page_token)} was issued for a different {key} (use it with the same request)",
-                field="page_token",
-            )
-    return position
-
-
-def _token_field(position: Mapping[str, Any], key: str, kind: type[R]) -> R | None:
-    value = position.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidArgument("page_token: not a token this service issued", field="page_token")
-    if isinstance(value, int) and not -MAX_VERSION <= value <= MAX_VERSION:  # SQL BIGINT
-        raise InvalidArgument("page_token: not a token this service issued", field="page_token")
-    if isinstance(value, str) and len(value) > 1024:
-        raise InvalidArgument("page_token: not a token this service issued", field="page_token")
-    return value
-
-
-def _page(items: list[R], page_size: int, position_of: Callable[[R], dict[str, Any]]) -> Page[R]:
-    if len(items) <= page_size:
-        return Page(items)
-    kept = items[:page_size]
-    return Page(kept, encode_page_token(position_of(kept[-1])))

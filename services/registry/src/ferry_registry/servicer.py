@@ -17,7 +17,8 @@ from ferry.registry.v1 import registry_pb2_grpc
 from ferry_common.auth import current_actor
 from ferry_common.errors import InvalidArgument
 from ferry_common.names import page_size, validate_id
-from ferry_registry import mapping as m
+from ferry_common.streams import header_then_chunks
+from ferry_registry import messages as m
 from ferry_registry.domain import AliasChange, ModelVersion
 from ferry_registry.service import RegistryService
 
@@ -79,15 +80,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def UploadModelVersion(
         self, request_iterator: AsyncIterable[pb.UploadModelVersionRequest], context: Any
     ) -> pb.ModelVersion:
-        messages = aiter(request_iterator)
-        first = await anext(messages, None)
-        if first is None or first.WhichOneof("payload") != "header":
-            raise InvalidArgument("header: the first message of the stream must carry the header", field="header")
-        header = first.header
+        header, chunks = await header_then_chunks(request_iterator)
         model_id = m.model_ref("header.parent", header.parent)
         new = m.new_model_version("header.model_version", header.model_version, upload=True)
         request_id = m.request_id("header.request_id", header.request_id)
-        version = await self._service.upload_version(model_id, new, request_id, _chunks(messages))
+        version = await self._service.upload_version(model_id, new, request_id, chunks)
         return m.version_to_proto(version)
 
     async def DownloadModelVersion(
@@ -228,11 +225,3 @@ def _alias_change(prefix: str, request: pb.SetAliasRequest, *, default_reason: s
         expected_version=expected,
         reason=m.reason(f"{prefix}reason", request.reason) or default_reason,
     )
-
-
-async def _chunks(messages: AsyncIterator[pb.UploadModelVersionRequest]) -> AsyncIterator[bytes]:
-    async for message in messages:
-        if message.WhichOneof("payload") != "chunk":
-            raise InvalidArgument("header: only the first message of the stream may carry a header", field="header")
-        if message.chunk:
-            yield message.chunk

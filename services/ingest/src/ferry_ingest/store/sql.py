@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, func, inspect, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from ferry_common.database import configure_sqlite, run_migrations, writer
-from ferry_common.errors import NotFound, Unavailable
+from ferry_common.database import Database, DatabaseOptions, DatabaseRunner
+from ferry_common.database import open_database as _open_database
+from ferry_common.errors import NotFound
 from ferry_ingest.domain import (
     DataFormat,
     Dataset,
@@ -29,12 +29,12 @@ from ferry_ingest.domain import (
     VersionDraft,
 )
 from ferry_ingest.recipe import Recipe
-from ferry_ingest.store import SweepObjects, WriteObjects
+from ferry_ingest.store.base import SweepObjects, WriteObjects
 from ferry_ingest.store.rows import DatasetRow, PendingCommitRow, VersionRow
 
-__all__ = ["SqlDatasetStore"]
+__all__ = ["HEAD_REVISION", "SqlDatasetStore", "open_database"]
 
-_MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+_MIGRATIONS = pathlib.Path(__file__).resolve().parent.parent / "migrations"
 _PG_MIGRATION_LOCK = 0x66657279  # advisory lock id: one migrator at a time
 _VERSION_TABLE = "alembic_version_ingest"
 # The newest migration (tests check it against the scripts): a database already there
@@ -46,63 +46,65 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-class SqlDatasetStore:
-    """Metadata in a SQL database reached through SQLAlchemy."""
+def open_database(url: str) -> Database:
+    """Open (and migrate) the ingest database (blocking).
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._writer = writer(engine)
+    Raises:
+        Unavailable: the database cannot be reached (the message names the URL, without password).
+    """
+    options = DatabaseOptions(
+        service="ingest",
+        migrations=_MIGRATIONS,
+        lock_key=_PG_MIGRATION_LOCK,
+        version_table=_VERSION_TABLE,
+        head_revision=HEAD_REVISION,
+        # Durability as before: WAL's default (NORMAL) for the embedded default; a
+        # version is only acknowledged once its objects are complete anyway.
+        sqlite_synchronous=None,
+        # ListDatasets streams rows through a server-side cursor (yield_per).
+        autocommit_reads=False,
+    )
+    return _open_database(url, options)
+
+
+class SqlDatasetStore:
+    """Metadata in a SQL database reached through SQLAlchemy.
+
+    Blocking: the service calls it through the database's
+    :class:`~ferry_common.database.DatabaseRunner`, which turns a lost database into
+    UNAVAILABLE.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     @classmethod
     def open(cls, url: str) -> SqlDatasetStore:
-        """Connect, apply the migrations, and return the store.
+        """Connect, apply the migrations, and return the store."""
+        return cls(open_database(url))
 
-        Raises:
-            Unavailable: the database cannot be reached (the message names the URL, without password).
-        """
-        sqlite = url.startswith("sqlite")
-        if sqlite and url.startswith("sqlite:///"):
-            pathlib.Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            pool_pre_ping=not sqlite,
-            connect_args={"check_same_thread": False, "timeout": 30} if sqlite else {},
-        )
-        if sqlite:
-            configure_sqlite(engine, busy_timeout_ms=30_000)
-        store = cls(engine)
-        try:
-            store.migrate()
-        except OperationalError as exc:
-            engine.dispose()
-            safe = engine.url.render_as_string(hide_password=True)
-            raise Unavailable(f"FERRY_INGEST_DATABASE_URL: cannot use {safe}: {exc.orig}") from None
-        return store
+    @property
+    def runner(self) -> DatabaseRunner:
+        return self._database.runner
 
     def revision(self) -> str | None:
         """The migration the database is at (None: not initialised)."""
-        with self._engine.connect() as connection:
+        with self._database.engine.connect() as connection:
             if not inspect(connection).has_table(_VERSION_TABLE):
                 return None
             return connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
 
-    def migrate(self) -> None:
-        """Apply the shipped Alembic migrations up to the newest."""
-        if self.revision() == HEAD_REVISION:
-            return
-        run_migrations(self._engine, _MIGRATIONS, _PG_MIGRATION_LOCK)
-
     def close(self) -> None:
-        self._engine.dispose()
+        self._database.close()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+        with self._database.reads() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+        with self._database.writes() as session, session.begin():
             yield session
 
     # ------------------------------------------------------------------- reads

@@ -26,6 +26,7 @@ def _run(conn) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=conn,
         target_metadata=metadata,
+        version_table=config.attributes.get("version_table", "alembic_version"),
         render_as_batch=conn.dialect.name == "sqlite",
         compare_type=True,
     )

@@ -12,8 +12,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func, select, update
 
-from ferry_common.errors import Aborted
-from ferry_registry.resources import alias_name
 from ferry_registry.store.rows import AliasEventRow, AliasRow, ModelRow, ModelVersionRow, RegistryStateRow, metadata
 
 __all__ = [
@@ -26,7 +24,6 @@ __all__ = [
     "STATE",
     "VERSIONS",
     "VERSION_SELECT",
-    "check_expected",
     "label_terms",
     "lock_models",
     "next_revision",
@@ -85,26 +82,6 @@ def lock_models(connection: Connection, model_ids: Iterable[str]) -> set[str]:
 def next_revision(connection: Connection) -> int:
     """Take the next global revision; the counter row stays locked until commit."""
     return int(connection.execute(_NEXT_REVISION).scalar_one())
-
-
-def check_expected(model_id: str, alias_id: str, current: int | None, expected: int | None) -> None:
-    """Compare-and-set: ``current`` is the alias's version, ``None`` when it does not exist."""
-    if expected is None:
-        return
-    name = alias_name(model_id, alias_id)
-    if expected == 0 and current is not None:
-        raise Aborted(
-            f"alias {name!r} already exists and points at version {current} "
-            "(expected_version 0: the alias must not exist)",
-            field="expected_version",
-        )
-    if expected > 0 and current is None:
-        raise Aborted(f"alias {name!r} does not exist (expected_version {expected})", field="expected_version")
-    if expected > 0 and current is not None and current != expected:
-        raise Aborted(
-            f"alias {name!r} points at version {current}, not expected_version {expected}",
-            field="expected_version",
-        )
 
 
 def label_terms(row: type[ModelRow] | type[ModelVersionRow], labels: Mapping[str, str]) -> list[ColumnElement[bool]]:

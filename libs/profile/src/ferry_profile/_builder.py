@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ferry_ingest.profile._categorical import CategoricalAccumulator
-from ferry_ingest.profile._numeric import EXACT_VALUES, NumericAccumulator
-from ferry_ingest.profile._results import ColumnProfile, Floats, Profile, column_kind
+from ferry_profile._categorical import CategoricalAccumulator
+from ferry_profile._numeric import EXACT_VALUES, NumericAccumulator
+from ferry_profile._results import ColumnProfile, Floats, Profile, ProfileMergeError, column_kind
 
 __all__ = ["ProfileBuilder"]
 
@@ -90,11 +90,12 @@ def _add_column(accumulator: _ColumnAccumulator, column: pa.Array | pa.ChunkedAr
 
 
 class ProfileBuilder:
-    """Accumulates a :class:`Profile` batch by batch.
+    """Accumulates a :class:`Profile` batch by batch, in memory bounded per column.
 
     Args:
         schema: the schema of every batch that will be added.
         max_distinct: distinct values tracked exactly per categorical column.
+        parallel: profile the columns of large batches on a small shared thread pool.
     """
 
     def __init__(self, schema: pa.Schema, max_distinct: int = 65_536, *, parallel: bool = True) -> None:
@@ -120,12 +121,20 @@ class ProfileBuilder:
                 _add_column(accumulator, column)
 
     def merge(self, other: ProfileBuilder) -> None:
-        """Fold ``other`` (built over the same schema) into this builder."""
+        """Fold ``other`` (built over the same schema) into this builder.
+
+        Exact value counts are merged as they are, so the result is the profile of
+        both builders' rows (see :func:`merge_profiles` for finished profiles).
+
+        Raises:
+            ProfileMergeError: the schemas differ.
+        """
         if not other.schema.equals(self.schema):
-            raise ValueError("cannot merge profiles of different schemas")
+            raise ProfileMergeError(f"cannot merge builders of different schemas: {other.schema} and {self.schema}")
         self.row_count += other.row_count
         for mine, theirs in zip(self._columns, other._columns, strict=True):
             mine.merge(theirs)
 
     def result(self) -> Profile:
+        """The profile of every row added (or merged) so far; the builder stays usable."""
         return Profile(row_count=self.row_count, columns=tuple(c.result() for c in self._columns))

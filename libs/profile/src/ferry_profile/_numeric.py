@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.store import DenseStore
 
-from ferry_ingest.profile._results import HISTOGRAM_BINS, QUANTILES, RELATIVE_ACCURACY, Floats, Ints, NumericStats
+from ferry_profile._counts import DenseCounts, ExactValues
+from ferry_profile._packing import pack, unpack
+from ferry_profile._results import (
+    HISTOGRAM_BINS,
+    QUANTILES,
+    RELATIVE_ACCURACY,
+    Floats,
+    Ints,
+    NumericStats,
+    ProfileMergeError,
+)
 
 __all__ = ["EXACT_VALUES", "FINE_BINS", "NumericAccumulator"]
 
@@ -22,86 +32,6 @@ EXACT_VALUES = 4096
 # (key = ceil(log2(v) * multiplier)) so one vectorised pass fills the stores.
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _KEY_MULTIPLIER = math.log(2) / math.log1p(2 * RELATIVE_ACCURACY / (1 - RELATIVE_ACCURACY))
-
-
-class _DenseCounts:
-    """Counts of integer keys in one dense numpy array (keys span a bounded range)."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self.counts: Ints = np.zeros(0, dtype=np.int64)
-
-    def add(self, keys: Ints) -> None:
-        if keys.size == 0:
-            return
-        low, high = int(keys.min()), int(keys.max())
-        batch = np.bincount(keys - low, minlength=high - low + 1).astype(np.int64)
-        self.add_counts(low, batch)
-
-    def add_counts(self, low: int, batch: Ints) -> None:
-        if batch.size == 0:
-            return
-        if self.counts.size == 0:
-            self.offset, self.counts = low, batch.copy()
-            return
-        new_low = min(self.offset, low)
-        new_high = max(self.offset + self.counts.size, low + batch.size)
-        if new_low != self.offset or new_high != self.offset + self.counts.size:
-            grown = np.zeros(new_high - new_low, dtype=np.int64)
-            grown[self.offset - new_low : self.offset - new_low + self.counts.size] = self.counts
-            self.offset, self.counts = new_low, grown
-        self.counts[low - self.offset : low - self.offset + batch.size] += batch
-
-    def coarsen(self, shift: int) -> None:
-        """Merge keys ``k`` into ``k >> shift`` (floor division by ``2**shift``)."""
-        if shift <= 0 or self.counts.size == 0:
-            return
-        keys = np.arange(self.offset, self.offset + self.counts.size, dtype=np.int64) >> shift
-        low = int(keys[0])
-        self.offset, self.counts = low, np.bincount(keys - low, weights=self.counts).astype(np.int64)
-
-    @property
-    def span(self) -> int:
-        return int(self.counts.size)
-
-
-class _ExactValues:
-    """Every distinct finite value and its count, while there are at most ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.values: Floats = np.zeros(0, dtype=np.float64)
-        self.counts: Ints = np.zeros(0, dtype=np.int64)
-
-    def add(self, values: Floats) -> bool:
-        """Count ``values``; False once there are too many distinct values (then drop me)."""
-        head = values[: 2 * self.limit]
-        if values.size > head.size and np.unique(head).size > self.limit:
-            return False  # clearly too many: skip hashing the whole batch
-        pairs = pc.value_counts(pa.array(values))
-        if len(pairs) > self.limit:
-            return False
-        batch_values = pairs.field("values").to_numpy(zero_copy_only=False)
-        batch_counts = pairs.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
-        return self.add_counts(batch_values, batch_counts)
-
-    def add_counts(self, values: Floats, counts: Ints) -> bool:
-        merged, inverse = np.unique(np.concatenate([self.values, values]), return_inverse=True)
-        if merged.size > self.limit:
-            return False
-        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, counts]), minlength=merged.size).astype(
-            np.int64
-        )
-        self.values = merged
-        return True
-
-    def quantile(self, q: float) -> float:
-        """numpy's default (linear) quantile of the counted values."""
-        position = q * (int(self.counts.sum()) - 1)
-        cumulative = np.cumsum(self.counts)
-        low = self.values[np.searchsorted(cumulative, math.floor(position), side="right")]
-        high = self.values[np.searchsorted(cumulative, math.ceil(position), side="right")]
-        return float(low + (high - low) * (position - math.floor(position)))
 
 
 class NumericAccumulator:
@@ -119,13 +49,13 @@ class NumericAccumulator:
         self.max = -math.inf
         self.seen = 0  # non-null, non-NaN values (finite or not)
         self._min_possible = float(_MAPPING.min_possible)
-        self.positive = _DenseCounts()
-        self.negative = _DenseCounts()
+        self.positive = DenseCounts()
+        self.negative = DenseCounts()
         self.zero_count = 0
-        self.fine = _DenseCounts()
+        self.fine = DenseCounts()
         self.fine_exp: int | None = None
         self.integral = True  # every finite value so far is an integer
-        self.exact: _ExactValues | None = _ExactValues(exact_limit) if exact_limit else None
+        self.exact: ExactValues | None = ExactValues(exact_limit) if exact_limit else None
 
     def add(self, values: Floats) -> None:
         if values.size == 0:
@@ -206,8 +136,8 @@ class NumericAccumulator:
         self.negative.add_counts(other.negative.offset, other.negative.counts)
         if other.fine_exp is not None:
             if self.fine_exp is None:
-                self.fine_exp, self.fine = other.fine_exp, _DenseCounts()
-            theirs = _DenseCounts()
+                self.fine_exp, self.fine = other.fine_exp, DenseCounts()
+            theirs = DenseCounts()
             theirs.add_counts(other.fine.offset, other.fine.counts)
             exp = max(self.fine_exp, other.fine_exp)
             self.fine.coarsen(exp - self.fine_exp)
@@ -272,6 +202,7 @@ class NumericAccumulator:
         return tuple(float(e) for e in edges), _round_counts(counts, int(self.fine.counts.sum()))
 
     def result(self) -> NumericStats | None:
+        """The column's statistics (``None`` when it had no non-null value)."""
         if self.seen == 0:
             return None
         sketch = self.sketch()
@@ -293,13 +224,64 @@ class NumericAccumulator:
             histogram_edges=edges,
             histogram_counts=counts,
             quantile_relative_error=0.0 if exact is not None else RELATIVE_ACCURACY,
-            sketch={
-                "relative_accuracy": RELATIVE_ACCURACY,
-                "zero_count": self.zero_count,
-                "positive": {"offset": self.positive.offset, "counts": self.positive.counts.tolist()},
-                "negative": {"offset": self.negative.offset, "counts": self.negative.counts.tolist()},
-            },
+            count=self.count,
+            sketch=self._state(),
         )
+
+    def _state(self) -> dict[str, Any]:
+        """Everything :meth:`restore` needs, in JSON form (the DDSketch part as older files had it)."""
+        fine = None
+        if self.fine_exp is not None:
+            fine = {"exponent": self.fine_exp, "offset": self.fine.offset, "counts": pack(self.fine.counts)}
+        exact = None
+        if self.exact is not None:
+            exact = {"values": pack(self.exact.values), "counts": pack(self.exact.counts)}
+        return {
+            "relative_accuracy": RELATIVE_ACCURACY,
+            "zero_count": self.zero_count,
+            "positive": {"offset": self.positive.offset, "counts": self.positive.counts.tolist()},
+            "negative": {"offset": self.negative.offset, "counts": self.negative.counts.tolist()},
+            "m2": self.m2 if math.isfinite(self.m2) else str(self.m2),
+            "integral": self.integral,
+            "fine_histogram": fine,
+            "exact_values": exact,
+        }
+
+    @classmethod
+    def restore(cls, stats: NumericStats, seen: int) -> NumericAccumulator:
+        """The accumulator that produced ``stats`` (``seen``: its non-null values).
+
+        Raises:
+            ProfileMergeError: ``stats`` predates mergeable profiles (no fine histogram kept).
+        """
+        state: Mapping[str, Any] = stats.sketch
+        if "fine_histogram" not in state:
+            raise ProfileMergeError("the profile keeps no fine histogram (written before profiles were mergeable)")
+        if state.get("relative_accuracy") != RELATIVE_ACCURACY:
+            raise ProfileMergeError(
+                f"sketch relative accuracy {state.get('relative_accuracy')} is not {RELATIVE_ACCURACY}"
+            )
+        accumulator = cls(EXACT_VALUES)
+        accumulator.seen = seen
+        accumulator.count = stats.count
+        accumulator.min, accumulator.max = stats.min, stats.max
+        if stats.count:
+            accumulator.mean, accumulator.m2 = stats.mean, float(state["m2"])
+        accumulator.zero_count = int(state["zero_count"])
+        for store, name in ((accumulator.positive, "positive"), (accumulator.negative, "negative")):
+            store.add_counts(int(state[name]["offset"]), np.asarray(state[name]["counts"], dtype=np.int64))
+        accumulator.integral = bool(state["integral"])
+        fine = state["fine_histogram"]
+        if fine is not None:
+            accumulator.fine_exp = int(fine["exponent"])
+            accumulator.fine.add_counts(int(fine["offset"]), unpack(fine["counts"], np.int64))
+        exact = state.get("exact_values")
+        if exact is None:
+            accumulator.exact = None
+        elif accumulator.exact is not None:
+            accumulator.exact.values = unpack(exact["values"], np.float64)
+            accumulator.exact.counts = unpack(exact["counts"], np.int64)
+        return accumulator
 
 
 def _sketch_keys(values: Floats) -> Ints:

@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry_common.errors import InvalidArgument
 from ferry_common.fields import labels, request_id, text
-from ferry_common.names import parse_label_filter, parse_name, parse_version_number, validate_id
+from ferry_common.names import parse_label_filter, parse_name, parse_version_number, shorten, validate_id
 from ferry_registry.domain import (
     Alias,
     AliasEvent,
@@ -132,7 +132,7 @@ def update_fields(mask: FieldMask, allowed: Iterable[str]) -> set[str]:
     unknown = sorted(paths - allowed_set)
     if unknown:
         raise InvalidArgument(
-            f"update_mask: unknown path {unknown[0]!r} (allowed: {', '.join(sorted(allowed_set))})",
+            f"update_mask: unknown path {shorten(unknown[0])} (allowed: {', '.join(sorted(allowed_set))})",
             field="update_mask",
         )
     return paths or allowed_set

@@ -8,7 +8,7 @@ connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
-    version_table="alembic_version_ingest",  # store.sql._VERSION_TABLE
+    version_table=context.config.attributes.get("version_table", "alembic_version_ingest"),
     render_as_batch=True,
 )
 with context.begin_transaction():

@@ -1,0 +1,12 @@
+"""Ferry's asyncio clients: the same methods as :mod:`ferry_sdk`'s, as coroutines.
+
+from ferry_sdk import aio
+
+async with aio.RegistryClient() as registry:
+    version = await registry.resolve_alias("models/churn/aliases/production")
+"""
+
+from ferry_sdk.aio._ingest import IngestClient
+from ferry_sdk.aio._registry import AliasWatch, RegistryClient
+
+__all__ = ["AliasWatch", "IngestClient", "RegistryClient"]
