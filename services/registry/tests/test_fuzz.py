@@ -47,7 +47,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.registry.v1 import registry_pb2 as pb
@@ -731,44 +730,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedRegistr
         server.stop()
 
 
-@pytest.fixture(autouse=True)
-def _big_budget_only_when_asked(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("fuzz") and not fuzzing.big_budget_requested(request.config.option.markexpr):
-        pytest.skip("big fuzz budget: run with -m fuzz or FERRY_FUZZ=1")
+@pytest.fixture(scope="module")
+def fuzzed(registry: FuzzedRegistry) -> FuzzedRegistry:
+    return registry
 
+
+# The tests every fuzzed service runs (ferry_common.fuzzing.rpc_tests), then this service's own.
+globals().update(fuzzing.rpc_tests(CALLS, SERVICE.methods_by_name, SWEEP_EXTRA))
 
 # ---------------------------------------------------------------------------- tests
-
-
-def test_every_rpc_has_a_strategy() -> None:
-    assert set(CALLS) == set(SERVICE.methods_by_name)
-
-
-@pytest.mark.parametrize("rpc", sorted(CALLS))
-def test_every_field_with_classic_bad_values(registry: FuzzedRegistry, rpc: str) -> None:
-    """A sane request with each field in turn set to what breaks servers most often
-    (trailing newline, 80 KB, ``٣`` or 10**30 for a number, integer limits, unknown enum)."""
-    failures = []
-    for label, call in fuzzing.swept_calls(fuzzing.simplest(CALLS[rpc]), SWEEP_EXTRA.get(rpc)):
-        try:
-            registry.check(call)
-        except AssertionError as error:
-            failures.append(f"{label}: {type(error).__name__}: {str(error)[:400]}")
-    assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures)
-
-
-@pytest.mark.parametrize("rpc", sorted(CALLS))
-@fuzzing.fuzz_settings(big=False)
-@given(data=st.data())
-def test_malformed_requests_get_a_clean_status(registry: FuzzedRegistry, rpc: str, data: st.DataObject) -> None:
-    registry.check(data.draw(CALLS[rpc], label=rpc))
-
-
-@pytest.mark.fuzz
-@pytest.mark.parametrize("rpc", sorted(CALLS))
-@fuzzing.fuzz_settings(big=True)
-@given(data=st.data())
-def test_malformed_requests_get_a_clean_status_big_budget(
-    registry: FuzzedRegistry, rpc: str, data: st.DataObject
-) -> None:
-    registry.check(data.draw(CALLS[rpc], label=rpc))

@@ -35,14 +35,14 @@ import re
 import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 from google.protobuf import text_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from hypothesis import HealthCheck, Phase, currently_in_test_context, event, find, note, settings
+from hypothesis import HealthCheck, Phase, currently_in_test_context, event, find, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
@@ -1283,3 +1283,74 @@ def fuzz_settings(*, big: bool, environ: Mapping[str, str] | None = None) -> set
     return settings(
         max_examples=budget, deadline=None, derandomize=True, database=None, suppress_health_check=checks, phases=phases
     )
+
+
+# ----------------------------------------------------------------------- test bodies
+
+
+class Checker(Protocol):
+    """What a fuzzed service offers the shared tests: a check of one call."""
+
+    def check(self, call: Call) -> None: ...
+
+
+def assert_all_clean(checker: Checker, calls: Iterable[tuple[str, Call]]) -> None:
+    """Check every labelled call and report all bad answers at once."""
+    failures = []
+    for label, call in calls:
+        try:
+            checker.check(call)
+        except AssertionError as error:
+            failures.append(f"{label}: {type(error).__name__}: {str(error)[:400]}")
+    assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures)
+
+
+def rpc_tests(
+    calls: Mapping[str, SearchStrategy[Call]],
+    methods: Iterable[str],
+    extra: Mapping[str, Mapping[str, Sequence[tuple[str, Any]]]] | None = None,
+) -> dict[str, Callable[..., None]]:
+    """The tests every fuzzed service runs, for a module's namespace (``globals().update(...)``).
+
+    They take the module's ``fuzzed`` fixture (a :class:`Checker` around the running server).
+    """
+    import pytest  # a test helper: pytest is there when these run
+
+    names = sorted(calls)
+    rpc = pytest.mark.parametrize("rpc", names)
+
+    def test_every_rpc_has_a_strategy() -> None:
+        assert set(calls) == set(methods)
+
+    @rpc
+    def test_every_field_with_classic_bad_values(fuzzed: Checker, rpc: str) -> None:
+        """A sane request with each field in turn set to what breaks servers most often
+        (trailing newline, 80 KB, ``٣`` or 10**30 for a number, integer limits, unknown enum)."""
+        assert_all_clean(fuzzed, swept_calls(simplest(calls[rpc]), (extra or {}).get(rpc)))
+
+    @rpc
+    @fuzz_settings(big=False)
+    @given(data=st.data())
+    def test_malformed_requests_get_a_clean_status(fuzzed: Checker, rpc: str, data: st.DataObject) -> None:
+        fuzzed.check(data.draw(calls[rpc], label=rpc))
+
+    @pytest.mark.fuzz
+    @rpc
+    @fuzz_settings(big=True)
+    @given(data=st.data())
+    def test_malformed_requests_get_a_clean_status_big_budget(fuzzed: Checker, rpc: str, data: st.DataObject) -> None:
+        fuzzed.check(data.draw(calls[rpc], label=rpc))
+
+    @pytest.fixture(autouse=True)
+    def _big_budget_only_when_asked(request: pytest.FixtureRequest) -> None:
+        if request.node.get_closest_marker("fuzz") and not big_budget_requested(request.config.option.markexpr):
+            pytest.skip("big fuzz budget: run with -m fuzz or FERRY_FUZZ=1")
+
+    tests: list[Callable[..., None]] = [
+        test_every_rpc_has_a_strategy,
+        test_every_field_with_classic_bad_values,
+        test_malformed_requests_get_a_clean_status,
+        test_malformed_requests_get_a_clean_status_big_budget,
+        _big_budget_only_when_asked,
+    ]
+    return {test.__name__: test for test in tests}

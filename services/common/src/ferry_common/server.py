@@ -64,6 +64,21 @@ class ServiceDefinition:
 Build = Callable[[Settings, TracerProvider], Awaitable[ServiceDefinition]]
 
 
+def unimplemented(*services: tuple[Callable[[Any, grpc.aio.Server], None], Any, str]) -> ServiceDefinition:
+    """A definition serving generated base servicers (every RPC answers UNIMPLEMENTED).
+
+    Each entry is ``(add_X_to_server, XServicer(), full service name)``: what a service
+    registers before its issue fills its RPCs, so that it boots, reports health and
+    answers with a clean status from the first day.
+    """
+
+    def register(server: grpc.aio.Server) -> None:
+        for add, servicer, _ in services:
+            add(servicer, server)
+
+    return ServiceDefinition(register=register, service_names=[name for _, _, name in services])
+
+
 @dataclass
 class RunningServer:
     """A started server; :meth:`stop` drains it."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import grpc.aio
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
-from ferry_common.server import ServiceDefinition, run
+from ferry_common.server import ServiceDefinition, run, unimplemented
 from ferry_common.settings import Settings
 
 SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
@@ -16,14 +15,18 @@ TRACE_SERVICE_NAME = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService
 
 async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
     # RPCs answer UNIMPLEMENTED until the monitor issue fills them.
-    monitor = monitor_pb2_grpc.MonitorServiceServicer()
-    traces = trace_service_pb2_grpc.TraceServiceServicer()
-
-    def register(server: grpc.aio.Server) -> None:
-        monitor_pb2_grpc.add_MonitorServiceServicer_to_server(monitor, server)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(traces, server)
-
-    return ServiceDefinition(register=register, service_names=[SERVICE_NAME, TRACE_SERVICE_NAME])
+    return unimplemented(
+        (
+            monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
+            monitor_pb2_grpc.MonitorServiceServicer(),
+            SERVICE_NAME,
+        ),
+        (
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server,
+            trace_service_pb2_grpc.TraceServiceServicer(),
+            TRACE_SERVICE_NAME,
+        ),
+    )
 
 
 def main() -> None:

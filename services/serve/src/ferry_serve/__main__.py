@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import grpc.aio
 from opentelemetry.sdk.trace import TracerProvider
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ferry.serve.v1 import serve_pb2, serve_pb2_grpc
-from ferry_common.server import ServiceDefinition, run
+from ferry_common.server import ServiceDefinition, run, unimplemented
 from ferry_common.settings import Settings
 
 SERVICE_NAME = serve_pb2.DESCRIPTOR.services_by_name["ServeService"].full_name
@@ -16,14 +15,14 @@ INFERENCE_SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceS
 
 async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
     # RPCs answer UNIMPLEMENTED until the serve issue fills them.
-    control = serve_pb2_grpc.ServeServiceServicer()
-    data = service_pb2_grpc.GRPCInferenceServiceServicer()
-
-    def register(server: grpc.aio.Server) -> None:
-        serve_pb2_grpc.add_ServeServiceServicer_to_server(control, server)
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(data, server)
-
-    return ServiceDefinition(register=register, service_names=[SERVICE_NAME, INFERENCE_SERVICE_NAME])
+    return unimplemented(
+        (serve_pb2_grpc.add_ServeServiceServicer_to_server, serve_pb2_grpc.ServeServiceServicer(), SERVICE_NAME),
+        (
+            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+            service_pb2_grpc.GRPCInferenceServiceServicer(),
+            INFERENCE_SERVICE_NAME,
+        ),
+    )
 
 
 def main() -> None:
