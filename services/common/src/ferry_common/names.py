@@ -16,6 +16,7 @@ __all__ = [
     "page_size",
     "parse_label_filter",
     "parse_name",
+    "parse_version_name",
     "parse_version_number",
     "shorten",
     "validate_id",
@@ -96,6 +97,21 @@ def parse_name(field: str, value: str, pattern: str) -> dict[str, str]:
         elif part != expected:
             raise InvalidArgument(f"{field}: {shorten(value)} is not of the form {pattern}", field=field)
     return found
+
+
+def parse_version_name(
+    field: str, name: str, collection: str, *, latest: bool = True, maximum: int = MAX_VERSION
+) -> tuple[str, int | None]:
+    """``<collection>/{id}/versions/{version}`` -> (id, number); ``latest`` gives ``None`` when allowed.
+
+    ``collection`` is ``models`` or ``datasets``. The version is ASCII digits from 1 to
+    ``maximum``, or the word ``latest`` (the newest existing version) where ``latest``
+    is True; anything else is INVALID_ARGUMENT naming ``field``.
+    """
+    parts = parse_name(field, name, f"{collection}/{{id}}/versions/{{version}}")
+    if parts["version"] == "latest" and latest:
+        return parts["id"], None
+    return parts["id"], parse_version_number(field, parts["version"], name=name, maximum=maximum)
 
 
 def page_size(value: int) -> int:

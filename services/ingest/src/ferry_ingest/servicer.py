@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2
 from ferry.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from ferry_common import fields
 from ferry_common.errors import InvalidArgument
-from ferry_common.names import page_size, parse_label_filter, parse_name, parse_version_number, shorten, validate_id
+from ferry_common.names import page_size, parse_label_filter, parse_name, parse_version_name, shorten, validate_id
 from ferry_common.pagination import Pages, canonical
 from ferry_common.streams import header_then_chunks
 from ferry_ingest.domain import DataFormat, DatasetVersion
@@ -32,11 +32,7 @@ MAX_VERSION = 2**31 - 1
 
 def _version_ref(field: str, name: str, *, latest: bool = True) -> tuple[str, int | None]:
     """``(dataset, version)`` of ``datasets/x/versions/3`` (``latest`` gives None)."""
-    parts = parse_name(field, name, _VERSION_PATTERN)
-    version = parts["version"]
-    if version == "latest" and latest:
-        return parts["dataset"], None
-    return parts["dataset"], parse_version_number(field, version, name=name, maximum=MAX_VERSION)
+    return parse_version_name(field, name, "datasets", latest=latest, maximum=MAX_VERSION)
 
 
 def _new_version(field_prefix: str, request: Any) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry_common.errors import InvalidArgument
 from ferry_common.fields import labels, request_id, text
-from ferry_common.names import parse_label_filter, parse_name, parse_version_number, shorten, validate_id
+from ferry_common.names import (
+    parse_label_filter,
+    parse_name,
+    parse_version_name,
+    parse_version_number,
+    shorten,
+    validate_id,
+)
 from ferry_registry.domain import (
     Alias,
     AliasEvent,
@@ -90,16 +97,14 @@ def version_number(field: str, text_value: str) -> int:
 
 def version_ref(field: str, name: str) -> tuple[str, int]:
     """``models/{model}/versions/{version}`` -> (model id, version number)."""
-    parts = parse_name(field, name, "models/{model}/versions/{version}")
-    return parts["model"], version_number(field, parts["version"])
+    model_id, number = parse_version_name(field, name, "models", latest=False)
+    assert number is not None
+    return model_id, number
 
 
 def version_ref_or_latest(field: str, name: str) -> tuple[str, int | None]:
     """Like :func:`version_ref`, but ``latest`` gives ``None`` (the newest version)."""
-    parts = parse_name(field, name, "models/{model}/versions/{version}")
-    if parts["version"] == "latest":
-        return parts["model"], None
-    return parts["model"], version_number(field, parts["version"])
+    return parse_version_name(field, name, "models")
 
 
 def alias_ref(field: str, name: str) -> tuple[str, str]:
