@@ -54,7 +54,6 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
 from ferry.ingest.v1 import ingest_pb2 as pb
@@ -666,23 +665,16 @@ def check_versions(outcome: fuzzing.Outcome) -> None:
 # --------------------------------------------------------------------------- server
 
 
-class FuzzedIngest:
+class FuzzedIngest(fuzzing.FuzzedService):
     """An ingest server seeded for fuzzing, and the property every call must satisfy."""
 
+    stub_class = pbg.IngestServiceStub
+
     def __init__(self, server: fuzzing.ServerProcess, objects: pathlib.Path) -> None:
-        self.server = server
-        self.objects = objects
-        self.dirty = True
-        self.visible = fuzzing.VisibleState(self._read)
-        self.connect()
+        super().__init__(server, objects, self._read)
 
-    def connect(self) -> None:
-        self.channel = grpc.insecure_channel(self.server.target)
-        self.stub = pbg.IngestServiceStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
+    def probe(self) -> None:
+        self.stub.GetDataset(pb.GetDatasetRequest(name=f"datasets/{SENTINEL}"), timeout=10)
 
     def _upload(self, dataset_id: str, data: bytes) -> pb.DatasetVersion:
         header = pb.UploadDatasetHeader(dataset_id=dataset_id, format=pb.DATA_FORMAT_CSV)
@@ -771,23 +763,6 @@ class FuzzedIngest:
                     self.stub.DeleteDatasetVersion(pb.DeleteDatasetVersionRequest(name=version.name), timeout=30)
                 except grpc.RpcError:
                     self.dirty = True  # whatever it left, the next seed() makes sure the targets exist
-
-    def check_alive(self, after: fuzzing.Outcome) -> None:
-        """Health check and a Get; when they fail, restart the server (its state is on disk)."""
-        try:
-            health = self.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
-            self.stub.GetDataset(pb.GetDatasetRequest(name=f"datasets/{SENTINEL}"), timeout=10)
-            if health.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-            problem = f"health {health.status}"
-        except grpc.RpcError as error:
-            problem = f"{error.code().name} {error.details()!r}"
-        status = self.server.exit_status()
-        self.close()
-        self.server.restart()
-        self.connect()
-        self.dirty = True
-        raise fuzzing.ServerDown(f"after {after}: {problem}; the server process: {status}")
 
     def check(self, call: Call) -> None:
         """The property: a live server, a sane status and response, no trace of a failed change."""

@@ -46,7 +46,6 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
 from ferry.registry.v1 import registry_pb2 as pb
@@ -509,23 +508,16 @@ SAME_RESOURCE: dict[str, Pairs] = {
 # --------------------------------------------------------------------------- server
 
 
-class FuzzedRegistry:
+class FuzzedRegistry(fuzzing.FuzzedService):
     """A registry seeded for fuzzing, and the property every call must satisfy."""
 
+    stub_class = registry_pb2_grpc.RegistryServiceStub
+
     def __init__(self, server: fuzzing.ServerProcess, objects: pathlib.Path) -> None:
-        self.server = server
-        self.objects = objects
-        self.dirty = True
-        self.visible = fuzzing.VisibleState(self._read)
-        self.connect()
+        super().__init__(server, objects, self._read)
 
-    def connect(self) -> None:
-        self.channel = grpc.insecure_channel(self.server.target)
-        self.stub = registry_pb2_grpc.RegistryServiceStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
+    def probe(self) -> None:
+        self.stub.GetModel(pb.GetModelRequest(name=f"models/{SENTINEL}"), timeout=10)
 
     def _create_versions(self, model: str, count: int) -> None:
         for _ in range(count):
@@ -659,23 +651,6 @@ class FuzzedRegistry:
                         self.stub.DeleteAlias(pb.DeleteAliasRequest(name=alias.name), timeout=30)
         except grpc.RpcError:
             self.dirty = True  # whatever it left, the next seed() makes sure the targets exist
-
-    def check_alive(self, after: fuzzing.Outcome) -> None:
-        """Health check and a Get; when they fail, restart the server (its state is on disk)."""
-        try:
-            health = self.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
-            self.stub.GetModel(pb.GetModelRequest(name=f"models/{SENTINEL}"), timeout=10)
-            if health.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-            problem = f"health {health.status}"
-        except grpc.RpcError as error:
-            problem = f"{error.code().name} {error.details()!r}"
-        status = self.server.exit_status()
-        self.close()
-        self.server.restart()
-        self.connect()
-        self.dirty = True
-        raise fuzzing.ServerDown(f"after {after}: {problem}; the server process: {status}")
 
     def check(self, call: Call) -> None:
         """The property: a live server, a sane status and response, no trace of a failed change."""

@@ -42,6 +42,7 @@ from google.protobuf import text_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, currently_in_test_context, event, find, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
@@ -1354,3 +1355,52 @@ def rpc_tests(
         _big_budget_only_when_asked,
     ]
     return {test.__name__: test for test in tests}
+
+
+class FuzzedService:
+    """A running service seeded for fuzzing: its channel, stub and liveness check.
+
+    Subclasses give the stub class, ``probe`` (a cheap read that must succeed while the
+    server lives), ``seed`` and the property (``check``).
+    """
+
+    stub_class: Any = None
+
+    def __init__(self, server: ServerProcess, objects: pathlib.Path, read: Callable[[str], Any]) -> None:
+        self.server = server
+        self.objects = objects
+        self.dirty = True
+        self.visible = VisibleState(read)
+        self.connect()
+
+    def connect(self) -> None:
+        self.channel = grpc.insecure_channel(self.server.target)
+        self.stub = self.stub_class(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def probe(self) -> None:
+        """A read that works whenever the server does (raises ``grpc.RpcError`` otherwise)."""
+        raise NotImplementedError
+
+    def seed(self) -> None:
+        raise NotImplementedError
+
+    def check_alive(self, after: Outcome) -> None:
+        """Health check and a probe; when they fail, restart the server (its state is on disk)."""
+        try:
+            health = self.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            self.probe()
+            if health.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            problem = f"health {health.status}"
+        except grpc.RpcError as error:
+            problem = f"{error.code().name} {error.details()!r}"
+        status = self.server.exit_status()
+        self.close()
+        self.server.restart()
+        self.connect()
+        self.dirty = True
+        raise ServerDown(f"after {after}: {problem}; the server process: {status}")
