@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
@@ -64,19 +65,20 @@ class ServiceDefinition:
 Build = Callable[[Settings, TracerProvider], Awaitable[ServiceDefinition]]
 
 
-def unimplemented(*services: tuple[Callable[[Any, grpc.aio.Server], None], Any, str]) -> ServiceDefinition:
+def unimplemented(*services: tuple[Any, ServiceDescriptor]) -> ServiceDefinition:
     """A definition serving generated base servicers (every RPC answers UNIMPLEMENTED).
 
-    Each entry is ``(add_X_to_server, XServicer(), full service name)``: what a service
-    registers before its issue fills its RPCs, so that it boots, reports health and
-    answers with a clean status from the first day.
+    Each entry is ``(<x>_pb2_grpc module, service descriptor)``: what a service registers
+    before its issue fills its RPCs, so that it boots, reports health and answers with a
+    clean status from the first day.
     """
 
     def register(server: grpc.aio.Server) -> None:
-        for add, servicer, _ in services:
-            add(servicer, server)
+        for module, descriptor in services:
+            servicer = getattr(module, f"{descriptor.name}Servicer")()
+            getattr(module, f"add_{descriptor.name}Servicer_to_server")(servicer, server)
 
-    return ServiceDefinition(register=register, service_names=[name for _, _, name in services])
+    return ServiceDefinition(register=register, service_names=[d.full_name for _, d in services])
 
 
 @dataclass

@@ -9,24 +9,14 @@ from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from ferry_common.server import ServiceDefinition, run, unimplemented
 from ferry_common.settings import Settings
 
-SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
-TRACE_SERVICE_NAME = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
+SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"]
+TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
     # RPCs answer UNIMPLEMENTED until the monitor issue fills them.
-    return unimplemented(
-        (
-            monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
-            monitor_pb2_grpc.MonitorServiceServicer(),
-            SERVICE_NAME,
-        ),
-        (
-            trace_service_pb2_grpc.add_TraceServiceServicer_to_server,
-            trace_service_pb2_grpc.TraceServiceServicer(),
-            TRACE_SERVICE_NAME,
-        ),
-    )
+    return unimplemented((monitor_pb2_grpc, SERVICE), (trace_service_pb2_grpc, TRACE_SERVICE))
 
 
 def main() -> None:

@@ -9,20 +9,14 @@ from ferry.serve.v1 import serve_pb2, serve_pb2_grpc
 from ferry_common.server import ServiceDefinition, run, unimplemented
 from ferry_common.settings import Settings
 
-SERVICE_NAME = serve_pb2.DESCRIPTOR.services_by_name["ServeService"].full_name
-INFERENCE_SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVICE = serve_pb2.DESCRIPTOR.services_by_name["ServeService"]
+INFERENCE_SERVICE = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
     # RPCs answer UNIMPLEMENTED until the serve issue fills them.
-    return unimplemented(
-        (serve_pb2_grpc.add_ServeServiceServicer_to_server, serve_pb2_grpc.ServeServiceServicer(), SERVICE_NAME),
-        (
-            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
-            service_pb2_grpc.GRPCInferenceServiceServicer(),
-            INFERENCE_SERVICE_NAME,
-        ),
-    )
+    return unimplemented((serve_pb2_grpc, SERVICE), (service_pb2_grpc, INFERENCE_SERVICE))
 
 
 def main() -> None:

@@ -8,14 +8,13 @@ from ferry.train.v1 import train_pb2, train_pb2_grpc
 from ferry_common.server import ServiceDefinition, run, unimplemented
 from ferry_common.settings import Settings
 
-SERVICE_NAME = train_pb2.DESCRIPTOR.services_by_name["TrainService"].full_name
+SERVICE = train_pb2.DESCRIPTOR.services_by_name["TrainService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
     # RPCs answer UNIMPLEMENTED until the train issue fills them.
-    return unimplemented(
-        (train_pb2_grpc.add_TrainServiceServicer_to_server, train_pb2_grpc.TrainServiceServicer(), SERVICE_NAME)
-    )
+    return unimplemented((train_pb2_grpc, SERVICE))
 
 
 def main() -> None:
