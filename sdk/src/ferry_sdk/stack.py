@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ferry_sdk.spawn import ServiceProcess, SpawnError, dial_address, health_status, spawn, stop_all
+from ferry_sdk.spawn import ServiceProcess, SpawnError, dial_address, health_status, pid_alive, spawn, stop_all
 
 __all__ = [
     "SERVICES",
@@ -82,17 +82,7 @@ def _alive(pid: int) -> bool:
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.running()
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(pid, 0)
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    return pid_alive(pid)
 
 
 def _running_pid(root: pathlib.Path, service: str) -> int | None:

@@ -596,9 +596,7 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
         },
     ),
 }
-CALLS = {rpc: fuzzing.calls(rpc, requests) for rpc, requests in REQUESTS.items()}
-# More classic bad values for the sweep: page tokens the service never issued.
-SWEEP_EXTRA = {rpc: {"page_token": fuzzing.bad_page_tokens(*shape)} for rpc, shape in TOKENS.items()}
+CALLS, SWEEP_EXTRA = fuzzing.call_tables(REQUESTS, TOKENS)
 
 # ------------------------------------------------------------------ response checks
 
@@ -611,11 +609,6 @@ NAMES = {
 }
 
 
-def _parent(name: str) -> str:
-    """``datasets/x`` of ``datasets/x/versions/3``."""
-    return name.rsplit("/", 2)[0]
-
-
 def _created(responses: tuple[Any, ...]) -> pb.DatasetVersion:
     last = responses[-1]
     return last.dataset_version if isinstance(last, pb.ImportDatasetResponse) else last
@@ -624,15 +617,15 @@ def _created(responses: tuple[Any, ...]) -> pb.DatasetVersion:
 Pairs = Callable[[Any, tuple[Any, ...]], list[tuple[str, str]]]
 # For each RPC, the (asked, returned) resource names a success must agree on.
 SAME_RESOURCE: dict[str, Pairs] = {
-    "UploadDataset": lambda q, r: [(f"datasets/{q[0].header.dataset_id}", _parent(r[0].name))],
-    "ImportDataset": lambda q, r: [(f"datasets/{q.dataset_id}", _parent(_created(r).name))],
+    "UploadDataset": lambda q, r: [(f"datasets/{q[0].header.dataset_id}", fuzzing.parent_of(r[0].name))],
+    "ImportDataset": lambda q, r: [(f"datasets/{q.dataset_id}", fuzzing.parent_of(_created(r).name))],
     "TransformDataset": lambda q, r: [
-        (f"datasets/{q.dataset_id}", _parent(r[0].name)),
+        (f"datasets/{q.dataset_id}", fuzzing.parent_of(r[0].name)),
         (q.source, r[0].lineage.parent),
     ],
     "GetDataset": lambda q, r: [(q.name, r[0].name)],
     "GetDatasetVersion": lambda q, r: [(q.name, r[0].name)],
-    "ListDatasetVersions": lambda q, r: [(q.parent, _parent(v.name)) for v in r[0].dataset_versions],
+    "ListDatasetVersions": lambda q, r: [(q.parent, fuzzing.parent_of(v.name)) for v in r[0].dataset_versions],
     "GetProfile": lambda q, r: [(q.name, r[0].name)],
 }
 

@@ -458,9 +458,7 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
         },
     ),
 }
-CALLS = {rpc: fuzzing.calls(rpc, requests) for rpc, requests in REQUESTS.items()}
-# More classic bad values for the sweep: page tokens the service never issued.
-SWEEP_EXTRA = {rpc: {"page_token": fuzzing.bad_page_tokens(*shape)} for rpc, shape in TOKENS.items()}
+CALLS, SWEEP_EXTRA = fuzzing.call_tables(REQUESTS, TOKENS)
 
 # ------------------------------------------------------------------ response checks
 
@@ -476,11 +474,6 @@ NAMES = {
 }
 
 
-def _parent(name: str) -> str:
-    """``models/x`` of ``models/x/versions/3`` or ``models/x/aliases/prod``."""
-    return name.rsplit("/", 2)[0]
-
-
 Pairs = Callable[[Any, tuple[Any, ...]], list[tuple[str, str]]]
 # For each RPC, the (asked, returned) resource names a success must agree on.
 SAME_RESOURCE: dict[str, Pairs] = {
@@ -488,20 +481,20 @@ SAME_RESOURCE: dict[str, Pairs] = {
     "GetModel": lambda q, r: [(q.name, r[0].name)],
     "UpdateModel": lambda q, r: [(q.model.name, r[0].name)],
     "ListModels": lambda q, r: [],
-    "CreateModelVersion": lambda q, r: [(q.parent, _parent(r[0].name))],
-    "UploadModelVersion": lambda q, r: [(q[0].header.parent, _parent(r[0].name))],
+    "CreateModelVersion": lambda q, r: [(q.parent, fuzzing.parent_of(r[0].name))],
+    "UploadModelVersion": lambda q, r: [(q[0].header.parent, fuzzing.parent_of(r[0].name))],
     "DownloadModelVersion": lambda q, r: [(q.name, r[0].model_version.name)],
     "GetModelVersion": lambda q, r: [(q.name, r[0].name)],
-    "ListModelVersions": lambda q, r: [(q.parent, _parent(v.name)) for v in r[0].model_versions],
+    "ListModelVersions": lambda q, r: [(q.parent, fuzzing.parent_of(v.name)) for v in r[0].model_versions],
     "UpdateModelVersion": lambda q, r: [(q.model_version.name, r[0].name)],
     "SetAlias": lambda q, r: [(q.name, r[0].name)],
     "GetAlias": lambda q, r: [(q.name, r[0].name)],
-    "ResolveAlias": lambda q, r: [(_parent(q.name), _parent(r[0].name))],
-    "ListAliases": lambda q, r: [(q.parent, _parent(a.name)) for a in r[0].aliases],
+    "ResolveAlias": lambda q, r: [(fuzzing.parent_of(q.name), fuzzing.parent_of(r[0].name))],
+    "ListAliases": lambda q, r: [(q.parent, fuzzing.parent_of(a.name)) for a in r[0].aliases],
     "RollbackAlias": lambda q, r: [(q.name, r[0].name)],
-    "ListAliasEvents": lambda q, r: [(q.parent, _parent(e.alias)) for e in r[0].events],
+    "ListAliasEvents": lambda q, r: [(q.parent, fuzzing.parent_of(e.alias)) for e in r[0].events],
     "BatchSetAliases": lambda q, r: [(i.name, a.name) for i, a in zip(q.requests, r[0].aliases, strict=False)],
-    "WatchAliases": lambda q, r: [(q.parent, _parent(e.alias)) for e in r if q.parent],
+    "WatchAliases": lambda q, r: [(q.parent, fuzzing.parent_of(e.alias)) for e in r if q.parent],
 }
 
 

@@ -1404,3 +1404,19 @@ class FuzzedService:
         self.connect()
         self.dirty = True
         raise ServerDown(f"after {after}: {problem}; the server process: {status}")
+
+
+def call_tables(
+    requests: Mapping[str, Any], tokens: Mapping[str, Sequence[Any]]
+) -> tuple[dict[str, SearchStrategy[Call]], dict[str, dict[str, Sequence[tuple[str, Any]]]]]:
+    """A module's strategies per RPC, and the extra sweep values: page tokens the service never issued."""
+    calls_by_rpc = {rpc: calls(rpc, request) for rpc, request in requests.items()}
+    sweep_extra: dict[str, dict[str, Sequence[tuple[str, Any]]]] = {
+        rpc: {"page_token": bad_page_tokens(*shape)} for rpc, shape in tokens.items()
+    }
+    return calls_by_rpc, sweep_extra
+
+
+def parent_of(name: str) -> str:
+    """``models/x`` of ``models/x/versions/3`` (or ``datasets/x`` of ``datasets/x/versions/3``)."""
+    return name.rsplit("/", 2)[0]

@@ -39,6 +39,7 @@ __all__ = [
     "executable",
     "free_port",
     "health_status",
+    "pid_alive",
     "spawn",
     "spawn_and_wait",
     "stop_all",
@@ -46,6 +47,21 @@ __all__ = [
 ]
 
 DOWN = "DOWN"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not: it exited and only waits to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(pid, 0)
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class SpawnError(RuntimeError):

@@ -13,17 +13,9 @@ import shutil
 import uuid
 from collections.abc import Iterator
 
+from ferry_common.process import pid_alive
+
 __all__ = ["Workspace"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Workspace:
@@ -38,7 +30,7 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         for entry in self.root.iterdir():
             pid, _, _ = entry.name.partition("-")
-            if entry.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            if entry.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
         self.directory.mkdir()
 
