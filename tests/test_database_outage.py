@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
 
-from ferry.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from ferry.registry.v1 import registry_pb2, registry_pb2_grpc
 from ferry_common.testing import ServiceThread, test_settings
 from ferry_common.testing_postgres import PrivatePostgres, postgres_bin
+from ferry_sdk import IngestClient, RegistryClient
+from ferry_sdk.errors import FerryError, Unavailable
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,12 +27,12 @@ pytestmark = [
 CSV = b"a,b\n1,x\n2,y\n"
 
 
-def _code(call: Callable[[], Any]) -> grpc.StatusCode:
+def _error(call: Callable[[], Any]) -> FerryError | None:
     try:
         call()
-    except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
+    except FerryError as error:
+        return error
+    return None
 
 
 def _eventually_ok(call: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -41,8 +40,7 @@ def _eventually_ok(call: Callable[[], Any], timeout: float = 30.0) -> Any:
     while True:
         try:
             return call()
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.UNAVAILABLE, (error.code(), error.details())
+        except Unavailable:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
@@ -59,35 +57,30 @@ def test_registry_and_ingest_answer_unavailable_while_postgres_is_down_and_recov
         with (
             ServiceThread(test_settings("registry", tmp_path / "registry", registry_env), build_registry) as registry,
             ServiceThread(test_settings("ingest", tmp_path / "ingest", ingest_env), build_ingest) as ingest,
+            RegistryClient(f"127.0.0.1:{registry.port}", timeout=30) as models,
+            IngestClient(f"127.0.0.1:{ingest.port}", timeout=30) as datasets,
         ):
-            models = registry_pb2_grpc.RegistryServiceStub(registry.channel())
-            datasets = ingest_pb2_grpc.IngestServiceStub(ingest.channel())
-
-            def upload(dataset_id: str) -> Any:
-                header = ingest_pb2.UploadDatasetHeader(dataset_id=dataset_id, format=ingest_pb2.DATA_FORMAT_CSV)
-                messages = [ingest_pb2.UploadDatasetRequest(header=header), ingest_pb2.UploadDatasetRequest(chunk=CSV)]
-                return datasets.UploadDataset(iter(messages), timeout=30)
-
-            models.CreateModel(registry_pb2.CreateModelRequest(model_id="before"))
-            upload("before")
+            models.create_model("before")
+            datasets.upload_dataset("before", CSV, format="csv")
 
             pg.stop()
             calls: list[Callable[[], Any]] = [
-                lambda: models.GetModel(registry_pb2.GetModelRequest(name="models/before"), timeout=30),
-                lambda: models.CreateModel(registry_pb2.CreateModelRequest(model_id="during"), timeout=30),
-                lambda: models.ListModels(registry_pb2.ListModelsRequest(), timeout=30),
-                lambda: datasets.GetDataset(ingest_pb2.GetDatasetRequest(name="datasets/before"), timeout=30),
-                lambda: datasets.ListDatasets(ingest_pb2.ListDatasetsRequest(), timeout=30),
-                lambda: upload("during"),
+                lambda: models.get_model("models/before"),
+                lambda: models.create_model("during"),
+                lambda: list(models.list_models()),
+                lambda: datasets.get_dataset("datasets/before"),
+                lambda: list(datasets.list_datasets()),
+                lambda: datasets.upload_dataset("during", CSV, format="csv"),
             ]
             for call in calls:
-                assert _code(call) == grpc.StatusCode.UNAVAILABLE
+                error = _error(call)
+                assert isinstance(error, Unavailable), error
 
             pg.start()
-            assert _eventually_ok(lambda: models.GetModel(registry_pb2.GetModelRequest(name="models/before"))).name
-            _eventually_ok(lambda: models.CreateModel(registry_pb2.CreateModelRequest(model_id="after")))
-            assert _eventually_ok(lambda: upload("after")).name == "datasets/after/versions/1"
-            names = [m.name for m in models.ListModels(registry_pb2.ListModelsRequest()).models]
-            assert names == ["models/after", "models/before"]
-            listed = datasets.ListDatasets(ingest_pb2.ListDatasetsRequest()).datasets
-            assert [d.name for d in listed] == ["datasets/after", "datasets/before"]
+            assert _eventually_ok(lambda: models.get_model("models/before")).name == "models/before"
+            _eventually_ok(lambda: models.create_model("after"))
+            assert _eventually_ok(lambda: datasets.upload_dataset("after", CSV, format="csv")).name == (
+                "datasets/after/versions/1"
+            )
+            assert [m.name for m in models.list_models()] == ["models/after", "models/before"]
+            assert [d.name for d in datasets.list_datasets()] == ["datasets/after", "datasets/before"]
