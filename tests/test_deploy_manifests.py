@@ -300,3 +300,16 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
     assert "**/__pycache__" in ignored
     for needed in ("constraints.txt", "protos", "services"):
         assert needed not in ignored
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_dockerfile_installs_the_local_libraries_its_service_depends_on(svc: str) -> None:
+    """A service depending on a library under libs/ (ferry-profile) must copy and install it:
+    pip would otherwise look for it on the index, where it does not exist."""
+    dependencies = tomllib.loads((ROOT / "services" / svc / "pyproject.toml").read_text())["project"]["dependencies"]
+    local = {p.parent.name: tomllib.loads(p.read_text())["project"]["name"] for p in ROOT.glob("libs/*/pyproject.toml")}
+    text = (ROOT / "services" / svc / "Dockerfile").read_text()
+    for folder, name in local.items():
+        if any(re.match(rf"{re.escape(name)}\b", dependency) for dependency in dependencies):
+            assert f"COPY libs/{folder}/ libs/{folder}/" in text, (svc, name)
+            assert re.search(rf"pip install -c constraints\.txt .*\./libs/{folder}\b", text), (svc, name)
