@@ -163,3 +163,9 @@ def test_huge_values_are_echoed_short(ingest: Ingest) -> None:
     header = pb.UploadDatasetHeader(dataset_id="x", format=pb.DATA_FORMAT_CSV, csv=pb.CsvOptions(delimiter=huge))
     error = rpc_error(ingest.stub.UploadDataset, iter([pb.UploadDatasetRequest(header=header)]))
     invalid(error, "header.csv.delimiter")
+
+
+def test_a_column_name_longer_than_256_characters_is_refused(ingest: Ingest) -> None:
+    data = ("x" * 300 + ",b\n1,2\n").encode()
+    invalid(rpc_error(ingest.stub.UploadDataset, upload_requests("wide", data)), "longer than 256")
+    assert not ingest.stub.ListDatasets(pb.ListDatasetsRequest()).datasets

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ferry_common.errors import InvalidArgument
+from ferry_common.fields import MAX_NAME
+from ferry_common.names import shorten
 from ferry_ingest.memory import release_free_memory
 from ferry_ingest.spool import Spool
 from ferry_profile import Profile, ProfileBuilder
@@ -48,8 +50,12 @@ def check_column_names(schema: pa.Schema, field: str) -> None:
     for index, name in enumerate(schema.names, start=1):
         if not name.strip():
             raise InvalidArgument(f"{field}: column {index} has an empty name", field=field)
+        if len(name) > MAX_NAME:
+            raise InvalidArgument(
+                f"{field}: column {index} name {shorten(name)} is longer than {MAX_NAME} characters", field=field
+            )
         if name in seen:
-            raise InvalidArgument(f"{field}: duplicate column name {name!r}", field=field)
+            raise InvalidArgument(f"{field}: duplicate column name {shorten(name)}", field=field)
         seen.add(name)
 
 
