@@ -1,0 +1,231 @@
+"""Train's use cases: create, read, cancel, resume and watch jobs; render manifests.
+
+No grpc here. Jobs run elsewhere (:mod:`ferry_train.scheduler` starts worker processes);
+this module only changes their recorded state and reads their events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from ferry_common.database import DatabaseRunner
+from ferry_common.errors import FailedPrecondition
+from ferry_common.pagination import Pages
+from ferry_train.manifest import JobManifestSpec, ManifestSettings, render_pytorchjob, to_yaml
+from ferry_train.spec import JobSpec
+from ferry_train.store.base import (
+    CANCELLED,
+    CANCELLING,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    TERMINAL,
+    Job,
+    JobEvent,
+    TrainStore,
+)
+
+__all__ = ["JobPage", "Machine", "TrainService", "local_machine"]
+
+_WATCH_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What this machine can run: CPU cores and CUDA devices."""
+
+    cpus: int
+    gpus: int
+
+
+def local_machine() -> Machine:
+    """Probe this machine (imports torch to count CUDA devices)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return Machine(cpus=os.cpu_count() or 1, gpus=gpus)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[Job]
+    next_page_token: str
+
+
+class TrainService:
+    """Training jobs as resources with a state and an event log.
+
+    Args:
+        store: the jobs database.
+        runner: runs blocking store calls off the event loop.
+        machine: probes the machine once, on the first job that needs it.
+        poll_seconds: how often watchers look for new events.
+        on_change: called after a job was queued or asked to stop (wakes the scheduler).
+        manifest_settings: what rendered PyTorchJobs carry (addresses, object store).
+    """
+
+    def __init__(
+        self,
+        store: TrainStore,
+        runner: DatabaseRunner,
+        *,
+        machine: Callable[[], Machine] = local_machine,
+        poll_seconds: float = 0.5,
+        on_change: Callable[[], None] | None = None,
+        manifest_settings: ManifestSettings | None = None,
+    ) -> None:
+        self._manifest_settings = manifest_settings
+        self._store = store
+        self._runner = runner
+        self._probe = machine
+        self._machine: Machine | None = None
+        self._probing: asyncio.Task[Machine] | None = None
+        self._poll = poll_seconds
+        self._on_change = on_change
+        self._draining = asyncio.Event()
+
+    @property
+    def store(self) -> TrainStore:
+        return self._store
+
+    def set_on_change(self, callback: Callable[[], None]) -> None:
+        self._on_change = callback
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    async def start(self) -> None:
+        """Probe the machine in the background (importing torch takes seconds), ahead of the first Create."""
+        self._probing = asyncio.create_task(asyncio.to_thread(self._probe))
+
+    async def _machine_facts(self) -> Machine:
+        if self._machine is None:
+            probing = self._probing or asyncio.create_task(asyncio.to_thread(self._probe))
+            self._probing = probing
+            self._machine = await probing
+        return self._machine
+
+    async def _check_machine(self, spec: JobSpec) -> None:
+        resources = spec.resources
+        machine = await self._machine_facts()
+        field = "training_job.resources.devices"
+        if resources.accelerator == "gpu":
+            if machine.gpus == 0:
+                raise FailedPrecondition(
+                    "training_job.resources.accelerator: 'gpu' asked, but this machine has no CUDA device",
+                    field="training_job.resources.accelerator",
+                )
+            if resources.devices > machine.gpus:
+                raise FailedPrecondition(
+                    f"{field}: {resources.devices} GPUs asked, this machine has {machine.gpus}", field=field
+                )
+        elif resources.accelerator == "cpu" and resources.devices > machine.cpus:
+            raise FailedPrecondition(
+                f"{field}: {resources.devices} CPU devices asked, this machine has {machine.cpus} cores", field=field
+            )
+        elif resources.accelerator == "auto" and resources.devices > max(machine.gpus, machine.cpus):
+            raise FailedPrecondition(
+                f"{field}: {resources.devices} devices asked, more than this machine has", field=field
+            )
+
+    # ---------------------------------------------------------------- jobs
+
+    async def create(self, job_id: str, spec: JobSpec, request_id: str | None) -> Job:
+        """Queue a job (an id is generated when ``job_id`` is empty); the same ``request_id`` returns it again."""
+        await self._check_machine(spec)
+        job, created = await self._runner.write(
+            self._store.create, job_id or f"job-{uuid.uuid4().hex[:12]}", spec, request_id
+        )
+        if created:
+            self._changed()
+        return job
+
+    async def get(self, job_id: str) -> Job:
+        return await self._runner.read(self._store.get, job_id)
+
+    async def list(
+        self, states: frozenset[str], register_model: str | None, text: str, size: int, token: str
+    ) -> JobPage:
+        page = Pages(token, {"filter": text, "page_size": size})
+        after_time, after_id = page.position_str("after_time"), page.position_str("after_id")
+        after = (after_time, after_id) if after_time is not None and after_id is not None else None
+        items = await self._runner.read(self._store.list_jobs, states, register_model, after, size + 1)
+        kept, next_token = page.next(
+            items,
+            size,
+            lambda last: {
+                "after_time": last.create_time.isoformat() if last.create_time else "",
+                "after_id": last.job_id,
+            },
+        )
+        return JobPage(kept, next_token)
+
+    async def cancel(self, job_id: str) -> Job:
+        """A queued job ends CANCELLED at once; a running one becomes CANCELLING until its worker stops."""
+        job = await self.get(job_id)
+        if job.state in (CANCELLING, CANCELLED):
+            return job
+        if job.state == QUEUED:
+            job = await self._runner.write(
+                self._store.set_state, job_id, CANCELLED, message="cancelled", expected=frozenset({QUEUED})
+            )
+        elif job.state == RUNNING:
+            job = await self._runner.write(
+                self._store.set_state, job_id, CANCELLING, message="cancel requested", expected=frozenset({RUNNING})
+            )
+        else:
+            raise FailedPrecondition(f"name: trainingJobs/{job_id} already ended STATE_{job.state}", field="name")
+        self._changed()
+        return job
+
+    async def resume(self, job_id: str) -> Job:
+        """A FAILED or CANCELLED job goes back to the queue; its worker starts from the last checkpoint."""
+        job = await self.get(job_id)
+        if job.state not in (FAILED, CANCELLED):
+            raise FailedPrecondition(
+                f"name: trainingJobs/{job_id} is STATE_{job.state}; only failed or cancelled jobs resume",
+                field="name",
+            )
+        message = f"resumed from {job.checkpoint_uri}" if job.checkpoint_uri else "resumed from the start"
+        job = await self._runner.write(
+            self._store.set_state, job_id, QUEUED, message=message, expected=frozenset({FAILED, CANCELLED})
+        )
+        self._changed()
+        return job
+
+    async def watch(self, job_id: str, since_sequence: int) -> AsyncIterator[JobEvent]:
+        """Events after ``since_sequence``, then new ones until the job ends (or the server drains)."""
+        await self.get(job_id)
+        since = since_sequence
+        while True:
+            # The job is read before its events: when it is terminal, every event it will
+            # ever have is committed, so the read below sees the last one.
+            job = await self.get(job_id)
+            batch = await self._runner.read(self._store.events_since, job_id, since, _WATCH_BATCH)
+            for event in batch:
+                yield event
+                since = event.sequence
+            if len(batch) == _WATCH_BATCH:
+                continue
+            if job.state in TERMINAL and since >= job.last_sequence:
+                return
+            if self._draining.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._draining.wait(), self._poll)
+
+    def render_manifest(self, spec: JobManifestSpec) -> str:
+        """The Kubeflow PyTorchJob that runs a job on several nodes, as YAML."""
+        if self._manifest_settings is None:
+            raise FailedPrecondition("this train service renders no manifests (no cluster settings)")
+        return to_yaml(render_pytorchjob(spec, self._manifest_settings))
+
+    async def drain(self) -> None:
+        """End every watch (the server is shutting down)."""
+        self._draining.set()
