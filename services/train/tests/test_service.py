@@ -1,7 +1,8 @@
 """TrainService over a real in-process gRPC server: jobs, validation, cancel, resume, watch, manifests.
 
 Jobs stay queued (``FERRY_TRAIN_MAX_CONCURRENT_JOBS=0``): nothing trains here. Events a
-worker would write are appended through a second store on the same database.
+worker would write are appended through a second store on the same database. Create checks
+a job's data through ingest: a real ingest process holds ``datasets/penguins/versions/1``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from ferry.train.v1 import train_pb2 as pb
 from ferry.train.v1 import train_pb2_grpc
 from ferry_common.process import free_port
 from ferry_common.testing import ServiceThread, test_settings
+from ferry_sdk import IngestClient
+from ferry_sdk.spawn import spawn_and_wait
 from ferry_train import worker
 from ferry_train.__main__ import build
 from ferry_train.config import TrainConfig
@@ -88,9 +91,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
     return f"sqlite:///{tmp_path / 'train.db'}"
 
 
+@pytest.fixture(scope="module")
+def ingest_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ingest serving ``datasets/penguins/versions/1`` with train and validation splits."""
+    palmerpenguins = pytest.importorskip("palmerpenguins")
+    state = tmp_path_factory.mktemp("ingest")
+    env = {"FERRY_STATE_DIR": str(state), "OTEL_TRACES_EXPORTER": "none"}
+    process = spawn_and_wait("ingest", env=env, log_path=state / "ingest.log", timeout=120)
+    try:
+        split = {"fractions": [{"name": "train", "fraction": 0.8}, {"name": "validation", "fraction": 0.2}]}
+        with IngestClient(process.address) as ingest:
+            raw = ingest.upload_dataset("penguins-raw", palmerpenguins.load_penguins())
+            ingest.transform_dataset(raw.name, "penguins", {"steps": [{"split": {**split, "seed": 7}}]})
+        yield process.address
+    finally:
+        process.stop()
+
+
 @pytest.fixture
-def train(database_url: str, tmp_path: pathlib.Path) -> Iterator[Train]:
+def train(database_url: str, ingest_address: str, tmp_path: pathlib.Path) -> Iterator[Train]:
     env = {
+        "FERRY_INGEST_ADDRESS": ingest_address,
         "FERRY_TRAIN_DATABASE_URL": database_url,
         "FERRY_TRAIN_MAX_CONCURRENT_JOBS": "0",
         "FERRY_TRAIN_POLL_MS": "50",
@@ -517,12 +538,19 @@ def test_worker_process_names_a_missing_job(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_queued_job_runs_in_a_worker_process_and_fails_with_its_reason(tmp_path: pathlib.Path) -> None:
-    # Nothing listens on the ingest address: the real worker fails reading the dataset.
-    env = {"FERRY_INGEST_ADDRESS": f"127.0.0.1:{free_port()}", "FERRY_TRAIN_POLL_MS": "100"}
+def test_a_queued_job_runs_in_a_worker_process_and_fails_with_its_reason(
+    ingest_address: str, tmp_path: pathlib.Path
+) -> None:
+    # Nothing listens on the registry address: the real worker trains, then fails registering.
+    env = {
+        "FERRY_INGEST_ADDRESS": ingest_address,
+        "FERRY_REGISTRY_ADDRESS": f"127.0.0.1:{free_port()}",
+        "FERRY_TRAIN_POLL_MS": "100",
+    }
     with ServiceThread(test_settings("train", tmp_path, env), build) as service:
         stub = train_pb2_grpc.TrainServiceStub(service.channel())
-        stub.CreateTrainingJob(pb.CreateTrainingJobRequest(training_job=job(), training_job_id="job"), timeout=60)
+        one_epoch = job(hyperparameters__max_epochs=1)
+        stub.CreateTrainingJob(pb.CreateTrainingJobRequest(training_job=one_epoch, training_job_id="job"), timeout=60)
         events = list(stub.WatchTrainingJob(pb.WatchTrainingJobRequest(name="trainingJobs/job"), timeout=180))
         ended = stub.GetTrainingJob(pb.GetTrainingJobRequest(name="trainingJobs/job"))
     states = [e.state_change.state for e in events if e.HasField("state_change")]
@@ -532,8 +560,8 @@ def test_a_queued_job_runs_in_a_worker_process_and_fails_with_its_reason(tmp_pat
     assert (tmp_path / "train" / "logs" / "job" / "attempt-1.log").exists()
 
 
-def test_a_drain_ends_open_watches(tmp_path: pathlib.Path) -> None:
-    env = {"FERRY_TRAIN_MAX_CONCURRENT_JOBS": "0", "FERRY_TRAIN_POLL_MS": "50"}
+def test_a_drain_ends_open_watches(ingest_address: str, tmp_path: pathlib.Path) -> None:
+    env = {"FERRY_INGEST_ADDRESS": ingest_address, "FERRY_TRAIN_MAX_CONCURRENT_JOBS": "0", "FERRY_TRAIN_POLL_MS": "50"}
     service = ServiceThread(test_settings("train", tmp_path, env), build).start()
     try:
         stub = train_pb2_grpc.TrainServiceStub(service.channel())

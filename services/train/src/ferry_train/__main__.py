@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from ferry.train.v1 import train_pb2, train_pb2_grpc
 from ferry_common.server import ServiceDefinition, run
 from ferry_common.settings import Settings
+from ferry_sdk.aio import IngestClient
 from ferry_train.config import TrainConfig
 from ferry_train.manifest import ManifestSettings
 from ferry_train.scheduler import Scheduler, worker_environment
@@ -30,6 +31,8 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
     config = TrainConfig.from_settings(settings)
     database = await asyncio.to_thread(open_database, config)
     store = SqlTrainStore(database)
+    # Create checks a job's data through ingest before storing it (FERRY_INGEST_ADDRESS).
+    ingest = IngestClient(settings=settings, tracer_provider=tracer_provider)
     scheduler = Scheduler(
         store,
         database.runner,
@@ -45,6 +48,7 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
         poll_seconds=config.poll_ms / 1000,
         on_change=scheduler.wake,
         manifest_settings=ManifestSettings.from_settings(settings),
+        datasets=ingest,
     )
     servicer = TrainServicer(service)
     return ServiceDefinition(
@@ -52,7 +56,7 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
         service_names=[SERVICE_NAME],
         on_start=[service.start, scheduler.start],
         on_drain=[service.drain],
-        on_stop=[scheduler.stop, lambda: asyncio.to_thread(database.close)],
+        on_stop=[scheduler.stop, ingest.close, lambda: asyncio.to_thread(database.close)],
     )
 
 

@@ -12,10 +12,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from ferry.ingest.v1 import ingest_pb2
 from ferry_common.database import DatabaseRunner
-from ferry_common.errors import FailedPrecondition
+from ferry_common.errors import FailedPrecondition, FerryError, InvalidArgument, NotFound, Unavailable
 from ferry_common.pagination import Pages
+from ferry_sdk import errors as sdk_errors
 from ferry_train.manifest import JobManifestSpec, ManifestSettings, render_pytorchjob, to_yaml
 from ferry_train.spec import JobSpec
 from ferry_train.store.base import (
@@ -30,9 +33,40 @@ from ferry_train.store.base import (
     TrainStore,
 )
 
-__all__ = ["JobPage", "Machine", "TrainService", "local_machine"]
+__all__ = ["DatasetReader", "JobPage", "Machine", "TrainService", "local_machine"]
 
 _WATCH_BATCH = 500
+_INGEST_TIMEOUT = 30.0  # profiles are stored objects: reading one may wait on the object store
+
+
+class DatasetReader(Protocol):
+    """What Create reads of ingest to check a job's data (``ferry_sdk.aio.IngestClient``)."""
+
+    async def get_dataset_version(self, name: str, *, timeout: float | None = None) -> ingest_pb2.DatasetVersion: ...
+
+    async def get_profile(self, name: str, *, split: str = "", timeout: float | None = None) -> ingest_pb2.Profile: ...
+
+
+def _from_ingest(error: sdk_errors.FerryError, field: str) -> FerryError:
+    """Ingest's answer about ``field`` as train's own domain error."""
+    if isinstance(error, sdk_errors.NotFound):
+        return NotFound(f"{field}: {error.message}", field=field)
+    if isinstance(error, sdk_errors.InvalidArgument):
+        return InvalidArgument(f"{field}: {error.message}", field=field)
+    if isinstance(error, sdk_errors.Unavailable | sdk_errors.DeadlineExceeded):
+        return Unavailable(f"ingest cannot be reached to check {field}: {error.message}")
+    return FailedPrecondition(f"{field}: ingest answered {error}", field=field)
+
+
+def _one_class(column: ingest_pb2.ColumnProfile, rows: int) -> bool:
+    """Fewer than two distinct non-null values (a numeric column: its min equals its max)."""
+    if rows - column.null_count <= 0:
+        return True
+    if column.HasField("categorical"):
+        return column.categorical.distinct_count < 2
+    if column.HasField("numeric"):
+        return column.numeric.min == column.numeric.max
+    return False
 
 
 @dataclass(frozen=True)
@@ -67,6 +101,8 @@ class TrainService:
         poll_seconds: how often watchers look for new events.
         on_change: called after a job was queued or asked to stop (wakes the scheduler).
         manifest_settings: what rendered PyTorchJobs carry (addresses, object store).
+        datasets: ingest, to refuse a job whose data cannot train before it is stored;
+            ``None`` skips those checks (the worker still makes them).
     """
 
     def __init__(
@@ -78,8 +114,10 @@ class TrainService:
         poll_seconds: float = 0.5,
         on_change: Callable[[], None] | None = None,
         manifest_settings: ManifestSettings | None = None,
+        datasets: DatasetReader | None = None,
     ) -> None:
         self._manifest_settings = manifest_settings
+        self._datasets = datasets
         self._store = store
         self._runner = runner
         self._probe = machine
@@ -134,11 +172,67 @@ class TrainService:
                 f"{field}: {resources.devices} devices asked, more than this machine has", field=field
             )
 
+    async def _check_data(self, spec: JobSpec) -> None:
+        """The version, its splits and the columns exist, and the target can train the task."""
+        if self._datasets is None:
+            return
+        field = "training_job.dataset_version"
+        try:
+            version = await self._datasets.get_dataset_version(spec.dataset_version, timeout=_INGEST_TIMEOUT)
+        except sdk_errors.FerryError as error:
+            raise _from_ingest(error, field) from None
+        available = [split.name for split in version.splits]
+        for split, split_field in (
+            (spec.training_split, "training_job.training_split"),
+            (spec.validation_split, "training_job.validation_split"),
+        ):
+            if split not in available:
+                raise NotFound(
+                    f"{split_field}: {version.name} has no split {split!r} (splits: {available or 'none'})",
+                    field=split_field,
+                )
+        field = "training_job.training_split"
+        try:
+            profile = await self._datasets.get_profile(version.name, split=spec.training_split, timeout=_INGEST_TIMEOUT)
+        except sdk_errors.FerryError as error:
+            raise _from_ingest(error, field) from None
+        columns = {column.name: column for column in profile.columns}
+        field = "training_job.target"
+        target = columns.get(spec.target)
+        if target is None:
+            raise InvalidArgument(
+                f"{field}: column {spec.target!r} not found in {version.name} (columns: {list(columns)})", field=field
+            )
+        for index, feature in enumerate(spec.features):
+            if feature not in columns:
+                feature_field = f"training_job.features[{index}]"
+                raise InvalidArgument(
+                    f"{feature_field}: column {feature!r} not found in {version.name} (columns: {list(columns)})",
+                    field=feature_field,
+                )
+        if spec.task == "regression" and not target.HasField("numeric"):
+            raise InvalidArgument(
+                f"{field}: column {spec.target!r} is {target.type}; regression needs a numeric target", field=field
+            )
+        if spec.task == "classification" and _one_class(target, profile.row_count):
+            raise InvalidArgument(
+                f"{field}: column {spec.target!r} has fewer than two classes in split {spec.training_split!r}",
+                field=field,
+            )
+
     # ---------------------------------------------------------------- jobs
 
     async def create(self, job_id: str, spec: JobSpec, request_id: str | None) -> Job:
-        """Queue a job (an id is generated when ``job_id`` is empty); the same ``request_id`` returns it again."""
+        """Queue a job (an id is generated when ``job_id`` is empty); the same ``request_id`` returns it again.
+
+        Raises:
+            NotFound: the dataset version or a split does not exist (the error names the field).
+            InvalidArgument: a column is unknown, or the target cannot train the task.
+            FailedPrecondition: the machine lacks the devices asked for.
+            Unavailable: ingest cannot be reached to check the data.
+        """
         await self._check_machine(spec)
+        await self._check_data(spec)
         job, created = await self._runner.write(
             self._store.create, job_id or f"job-{uuid.uuid4().hex[:12]}", spec, request_id
         )
