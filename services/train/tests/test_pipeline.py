@@ -338,3 +338,17 @@ def test_bad_training_settings_name_the_field(max_epochs: int, batch_size: int, 
     with pytest.raises(InvalidArgument) as caught:
         FitConfig(max_epochs=max_epochs, batch_size=batch_size, seed=0, checkpoint_dir=tmp_path)
     assert caught.value.field == f"training_job.hyperparameters.{field}"
+
+
+def test_a_model_of_numeric_features_only_exports_and_matches(
+    penguins: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    """skl2onnx writes a numeric-only ColumnTransformer at a lower opset than the network's;
+    the export lifts it (merge_models refused the mix: "different operator set ids")."""
+    numeric = ["species", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    splits = (penguins[0][numeric], penguins[1][numeric])
+    run = train_run(splits, "species", Task.CLASSIFICATION, tmp_path, max_epochs=1)
+    exported = export_onnx(run.preprocessor, run.module)
+    assert {spec.datatype for spec in exported.signature.inputs} == {"FP32"}
+    report = verify_export(exported.onnx_bytes, run.preprocessor, run.module, splits[1])
+    assert report.labels_equal == report.rows == len(splits[1])

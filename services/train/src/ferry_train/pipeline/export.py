@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx.compose
+import onnx.version_converter
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
@@ -165,6 +166,15 @@ def _preprocessing_graph(preprocessor: FittedPreprocessor) -> onnx.ModelProto:
         initial_types=initial_types,
         target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
     )
+    # skl2onnx writes the lowest opsets its operators need (opset 11 / ml 1 for a purely
+    # numeric ColumnTransformer) whatever target_opset asks, and merge_models refuses to
+    # join graphs of different opsets: lift both to the network's.
+    versions = {entry.domain: entry.version for entry in model.opset_import}
+    if versions.get("", OPSET) < OPSET:
+        model = onnx.version_converter.convert_version(model, OPSET)
+    for entry in model.opset_import:
+        if entry.domain == "ai.onnx.ml" and entry.version < ML_OPSET:
+            entry.version = ML_OPSET  # its Imputer, Scaler, OneHotEncoder are unchanged since version 1
     return model  # type: ignore[no-any-return]
 
 
