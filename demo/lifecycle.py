@@ -4,39 +4,40 @@ Starts the five services as separate processes (SQLite files and a local object
 store under ``.ferry/demo``), then, through the public gRPC contracts only (the
 typed clients of ``ferry_sdk``):
 
-1. ingest: uploads scikit-learn's bundled wine dataset (178 rows, 13 features) as a
-   CSV, shows its profile, uploads it again (same version: content-addressed), and
-   applies a recipe (rename + stratified train/validation/test split);
-2. a model trained elsewhere: reads the train split back from ingest, fits a small
-   PyTorch softmax classifier with the scaling inside the graph, exports ONNX (one
-   tensor per raw feature column) and uploads it to the registry with lineage;
-3. registry: points ``production`` at it with compare-and-set, registers a second
-   (worse) version, moves ``production`` to it (a stale compare-and-set is refused
-   with ABORTED), rolls back in one call, checks the restored version in
-   onnxruntime, and prints the alias audit log;
+1. ingest: uploads scikit-learn's bundled wine dataset (178 rows, 13 features, plus a
+   categorical colour band) as a CSV, shows its profile, uploads it again (same
+   version: content-addressed), and applies a recipe (rename + stratified
+   train/validation/test split);
+2. train: two training jobs through ``TrainService`` (``ferry_sdk.TrainClient``) on the
+   train split, validated on the validation split, followed live epoch by epoch; each
+   worker exports ONNX (the pre-processing inside the graph, one tensor per raw feature
+   column) and registers a model version with its lineage, metrics and signature. The
+   second job, one epoch at a small learning rate, plays the worse model. A second run
+   of the demo gets the same jobs back (``request_id``) and replays their events;
+3. registry: points ``production`` at the first version with compare-and-set, moves it
+   to the worse one (a stale compare-and-set is refused with ABORTED), rolls back in
+   one call, checks the restored version in onnxruntime on the test split, and prints
+   the alias audit log;
 
 then stops the stack gracefully (SIGTERM to all five at once; each is reaped).
-Training through ``train``, serving through Triton and monitoring join this walk as
-those services land.
+Serving through Triton and monitoring join this walk as those services land.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import pathlib
 import sys
-import tempfile
 import time
-import warnings
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from ferry.registry.v1 import registry_pb2
-from ferry_sdk import IngestClient, RegistryClient, errors, stack
+from ferry.train.v1 import train_pb2
+from ferry_sdk import IngestClient, RegistryClient, TrainClient, errors, stack
 
 console = Console()
 DATASET = "wine"
@@ -48,10 +49,16 @@ def step(title: str) -> None:
 
 
 def wine_csv() -> bytes:
+    import pandas as pd
     from sklearn.datasets import load_wine
 
     frame = load_wine(as_frame=True).frame
-    return frame.to_csv(index=False).encode()
+    # A categorical column, as tabular data usually has one: the trained graph one-hot encodes
+    # it, and serving sends it as a BYTES tensor.
+    bands = pd.cut(frame["color_intensity"], [0.0, 3.0, 6.0, float("inf")], labels=["pale", "medium", "deep"])
+    frame.insert(frame.columns.get_loc("color_intensity") + 1, "colour_band", bands.astype(str))
+    data: bytes = frame.to_csv(index=False).encode()
+    return data
 
 
 def upload_dataset(ingest: IngestClient, data: bytes, request_id: str) -> Any:
@@ -92,84 +99,63 @@ def show_profile(ingest: IngestClient, name: str) -> None:
     console.print(table)
 
 
-def train_elsewhere(train: Any, validation: Any, features: list[str], target: str, epochs: int) -> tuple[bytes, float]:
-    """A model trained outside Ferry: softmax regression with scaling in the graph."""
-    import numpy as np
-    import torch
-
-    torch.manual_seed(0)
-    x = torch.tensor(np.column_stack([train[c].to_numpy() for c in features]), dtype=torch.float32)
-    y = torch.tensor(train[target].to_numpy(), dtype=torch.long)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    classes = int(y.max()) + 1
-
-    class Classifier(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", mean)
-            self.register_buffer("std", std)
-            self.linear = torch.nn.Linear(len(features), classes)
-
-        def forward(self, *columns: torch.Tensor) -> torch.Tensor:
-            z = (torch.cat(columns, dim=1) - self.mean) / self.std
-            return torch.softmax(self.linear(z), dim=1)
-
-    model = Classifier()
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    columns = [x[:, i : i + 1] for i in range(len(features))]
-    for _ in range(epochs):
-        optimiser.zero_grad()
-        loss = torch.nn.functional.nll_loss(torch.log(model(*columns) + 1e-9), y)
-        loss.backward()
-        optimiser.step()
-
-    vx = torch.tensor(np.column_stack([validation[c].to_numpy() for c in features]), dtype=torch.float32)
-    vy = torch.tensor(validation[target].to_numpy(), dtype=torch.long)
-    with torch.no_grad():
-        accuracy = float((model(*[vx[:, i : i + 1] for i in range(len(features))]).argmax(1) == vy).float().mean())
-
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # The TorchScript exporter handles the variadic one-tensor-per-column signature.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        path = pathlib.Path(tmp) / "model.onnx"
-        torch.onnx.export(
-            model,
-            tuple(columns),
-            str(path),
-            input_names=features,
-            output_names=["probabilities"],
-            dynamic_axes={**{f: {0: "batch"} for f in features}, "probabilities": {0: "batch"}},
-            external_data=False,
-            dynamo=False,
-        )
-        return path.read_bytes(), accuracy
+# Two configurations of the built-in MLP: a proper run, and a short one that plays the worse model.
+JOBS: tuple[dict[str, Any], ...] = (
+    {"job_id": "wine-mlp-30", "hidden_units": (32, 16), "max_epochs": 30, "learning_rate": 0.01},
+    {"job_id": "wine-mlp-1", "hidden_units": (4,), "max_epochs": 1, "learning_rate": 1e-4},
+)
 
 
-def upload_model(
-    registry: RegistryClient,
-    artifact: bytes,
-    features: list[str],
-    accuracy: float,
-    epochs: int,
-    dataset_version: str,
-) -> registry_pb2.ModelVersion:
-    return registry.upload_model_version(
-        MODEL,
-        artifact,
-        format="onnx",
-        request_id=f"demo-{MODEL}-{epochs}",
-        description=f"softmax regression, {epochs} epochs",
-        signature=registry_pb2.ModelSignature(
-            inputs=[registry_pb2.TensorSpec(name=f, datatype="FP32", shape=[-1, 1]) for f in features],
-            outputs=[registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3])],
-        ),
-        metrics={"val_accuracy": accuracy},
-        params={"epochs": epochs, "seed": 0, "learning_rate": 0.01},
-        lineage={"dataset_version": dataset_version, "split": "train", "code_revision": "demo"},
+def run_training_job(train: TrainClient, config: dict[str, Any], dataset_version: str) -> train_pb2.TrainingJob:
+    """Create a job (idempotent: a second run of the demo gets the same job back) and follow it live."""
+    started = time.perf_counter()
+    job_id = f"{config['job_id']}-v{dataset_version.rsplit('/', 1)[-1]}"
+    job = train.create_training_job(
+        job_id,
+        dataset_version=dataset_version,
+        target="target",
+        task="classification",
+        hidden_units=config["hidden_units"],
+        dropout=0.0,
+        max_epochs=config["max_epochs"],
+        batch_size=32,
+        learning_rate=config["learning_rate"],
+        seed=0,
+        register_model=MODEL,
+        code_revision="demo",
+        request_id=f"demo-{job_id}",
     )
+    if job.state in (train_pb2.TrainingJob.STATE_FAILED, train_pb2.TrainingJob.STATE_CANCELLED):
+        job = train.resume_training_job(job.name)  # an earlier run of the demo stopped it: continue it
+    state = train_pb2.TrainingJob.State.Name(job.state).removeprefix("STATE_")
+    console.print(f"  {job.name}: {state}, {config['max_epochs']} epochs, hidden {list(config['hidden_units'])}")
+    with Progress(
+        TextColumn("  [progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        console=console,
+    ) as progress:
+        label = f"{job_id} epochs"
+        bar = progress.add_task(label, total=config["max_epochs"], metrics="")
+        for event in train.watch_training_job(job.name):  # ends once the job is final
+            if event.HasField("epoch"):
+                metrics = "  ".join(f"{k} {v:.3f}" for k, v in sorted(event.epoch.metrics.items()))
+                progress.update(bar, completed=event.epoch.epoch + 1, metrics=metrics)
+                progress.console.print(f"    epoch {event.epoch.epoch:>2}  {metrics}")
+            elif event.HasField("state_change"):
+                change = event.state_change
+                name = train_pb2.TrainingJob.State.Name(change.state).removeprefix("STATE_")
+                progress.console.print(f"    [dim]{name}{': ' + change.message if change.message else ''}[/dim]")
+    finished = train.wait_for(job.name, timeout=600)  # TrainingJobFailed (naming the job) if it failed
+    console.print(
+        f"[green]✓[/green] {job.name} -> {finished.model_version}: val_accuracy "
+        f"{finished.metrics['val_accuracy']:.3f} ({time.perf_counter() - started:.1f}s)"
+    )
+    return finished
 
 
-def lifecycle(ingest: IngestClient, registry: RegistryClient) -> None:
+def lifecycle(ingest: IngestClient, registry: RegistryClient, train: TrainClient) -> None:
     step("1. ingest: upload, profile, deduplicate, recipe")
     data = wine_csv()
     version = upload_dataset(ingest, data, request_id="demo-wine-upload")
@@ -201,42 +187,37 @@ def lifecycle(ingest: IngestClient, registry: RegistryClient) -> None:
     splits = ", ".join(f"{s.name}={s.row_count}" for s in clean.splits)
     console.print(f"[green]✓[/green] {clean.name} from {clean.lineage.parent}: splits {splits}")
 
-    step("2. a model trained elsewhere, uploaded to the registry")
-    train = ingest.read_dataset_frame(clean.name, split="train")
-    validation = ingest.read_dataset_frame(clean.name, split="validation")
-    features = [c for c in train.columns if c != "target"]
+    step("2. train: two training jobs, followed live, registered on success")
     with contextlib.suppress(errors.AlreadyExists):  # a second run of the demo
         registry.create_model(MODEL, description="wine cultivar classifier", labels={"team": "demo"})
     versions = []
-    for epochs in (300, 3):
-        started = time.perf_counter()
-        artifact, accuracy = train_elsewhere(train, validation, features, "target", epochs)
-        registered = upload_model(registry, artifact, features, accuracy, epochs, clean.name)
+    for config in JOBS:
+        finished = run_training_job(train, config, clean.name)
+        registered = registry.get_model_version(finished.model_version)
         versions.append(registered.version)
         console.print(
-            f"[green]✓[/green] {registered.name}: {epochs} epochs, val_accuracy {accuracy:.3f}, "
-            f"{registered.artifact.size_bytes} bytes ONNX, sha256 {registered.artifact.sha256[:12]}… "
-            f"({time.perf_counter() - started:.1f}s)"
+            f"  {registered.name}: {registered.artifact.size_bytes} bytes ONNX, sha256 "
+            f"{registered.artifact.sha256[:12]}…, lineage {registered.lineage.training_job} on "
+            f"{registered.lineage.dataset_version} ({registered.lineage.split})"
         )
-
     step("3. registry: aliases with compare-and-set, rollback, audit")
     alias = f"models/{MODEL}/aliases/production"
     first, second = versions
     current = _current(registry, alias)
     registry.set_alias(alias, first, expected_version=current, reason="first release")
     console.print(f"[green]✓[/green] production -> v{first}")
-    registry.set_alias(alias, second, expected_version=first, reason="retrained on a shorter schedule")
+    registry.set_alias(alias, second, expected_version=first, reason="retrained on a one-epoch schedule")
     console.print(f"[green]✓[/green] production -> v{second} (compare-and-set from v{first})")
     try:
         registry.set_alias(alias, first, expected_version=first, reason="stale writer")
     except errors.Aborted as exc:
         console.print(f"[yellow]![/yellow] a stale compare-and-set is refused: {exc}")
-    rolled = registry.rollback_alias(alias, reason="v2 validation accuracy regressed")
+    rolled = registry.rollback_alias(alias, reason=f"v{second} validation accuracy regressed")
     console.print(f"[green]✓[/green] one-call rollback: production -> v{rolled.version}")
     resolved = registry.resolve_alias(alias)
     console.print(f"  ResolveAlias(production) = {resolved.name}, trained on {resolved.lineage.dataset_version}")
     test = ingest.read_dataset_frame(clean.name, split="test")
-    accuracy = score_downloaded(registry, resolved.name, test, features)
+    accuracy = score_downloaded(registry, resolved, test)
     console.print(
         f"[green]✓[/green] DownloadModelVersion({resolved.name}) runs in onnxruntime: "
         f"test accuracy {accuracy:.3f} on the held-out split"
@@ -255,16 +236,19 @@ def lifecycle(ingest: IngestClient, registry: RegistryClient) -> None:
     console.print(table)
 
 
-def score_downloaded(registry: RegistryClient, name: str, test: Any, features: list[str]) -> float:
+def score_downloaded(registry: RegistryClient, version: registry_pb2.ModelVersion, test: Any) -> float:
     """Fetch an artifact back through the registry (sha256 checked) and run it as serving would."""
     import numpy as np
     import onnxruntime
 
-    artifact = registry.download_model_version(name)
+    artifact = registry.download_model_version(version.name)
     session = onnxruntime.InferenceSession(artifact, providers=["CPUExecutionProvider"])
-    inputs = {f: test[f].to_numpy(dtype=np.float32).reshape(-1, 1) for f in features}
-    (probabilities,) = session.run(["probabilities"], inputs)
-    return float((probabilities.argmax(axis=1) == test["target"].to_numpy()).mean())
+    inputs = {
+        spec.name: test[spec.name].to_numpy(dtype=np.float32 if spec.datatype == "FP32" else object).reshape(-1, 1)
+        for spec in version.signature.inputs  # one tensor per raw column: FP32, or BYTES for strings
+    }
+    (labels,) = session.run(["label"], inputs)  # class names, as the training job saw them
+    return float((np.asarray(labels).ravel().astype(str) == test["target"].astype(str).to_numpy()).mean())
 
 
 def _current(registry: RegistryClient, alias: str) -> int:
@@ -287,8 +271,12 @@ def main() -> int:
                 f"[green]✓[/green] ferry-{result.service:<9} {result.address:<16} pid {result.pid:<7} {result.health}"
             )
         addresses = stack.addresses()
-        with IngestClient(addresses["ingest"]) as ingest, RegistryClient(addresses["registry"]) as registry:
-            lifecycle(ingest, registry)
+        with (
+            IngestClient(addresses["ingest"]) as ingest,
+            RegistryClient(addresses["registry"]) as registry,
+            TrainClient(addresses["train"]) as train,
+        ):
+            lifecycle(ingest, registry, train)
     except stack.StackError as exc:
         console.print(f"[red]✗ {exc}[/red]")
         return 1

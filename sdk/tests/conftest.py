@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ferry_common.settings import Settings, load_settings
-from ferry_sdk import IngestClient, RegistryClient, ServiceProcess, aio, spawn_and_wait
+from ferry_sdk import IngestClient, RegistryClient, ServiceProcess, TrainClient, aio, spawn_and_wait
 
 MIB = 1024 * 1024
 SERVICE_ENV = {"OTEL_TRACES_EXPORTER": "none", "FERRY_LOG_FORMAT": "json", "FERRY_SHUTDOWN_GRACE_SECONDS": "5"}
@@ -114,6 +114,7 @@ def _make_client(flavour: str, service: str, address: str, **options: Any) -> An
     sync_class, aio_class = {
         "registry": (RegistryClient, aio.RegistryClient),
         "ingest": (IngestClient, aio.IngestClient),
+        "train": (TrainClient, aio.TrainClient),
     }[service]
     options.setdefault("settings", client_settings(service))
     if flavour == "sync":

@@ -34,6 +34,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",
+    "TrainingJobFailed",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -73,6 +74,20 @@ class FerryError(Exception):
     def __str__(self) -> str:
         where = f" (field {self.field})" if self.field else ""
         return f"{self.code.name}: {self.message}{where}"
+
+
+class TrainingJobFailed(FerryError):
+    """A training job ended ``FAILED`` (raised by ``TrainClient.wait_for``, not by a call).
+
+    Attributes:
+        job: the final ``ferry.train.v1.TrainingJob``; ``job.name`` names it and ``job.error`` says why.
+    """
+
+    default_code = grpc.StatusCode.ABORTED
+
+    def __init__(self, message: str, *, job: Any) -> None:
+        super().__init__(message)
+        self.job = job
 
 
 class Cancelled(FerryError):

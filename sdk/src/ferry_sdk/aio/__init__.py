@@ -8,5 +8,6 @@ async with aio.RegistryClient() as registry:
 
 from ferry_sdk.aio._ingest import IngestClient
 from ferry_sdk.aio._registry import AliasWatch, RegistryClient
+from ferry_sdk.aio._train import TrainClient, TrainingJobWatch
 
-__all__ = ["AliasWatch", "IngestClient", "RegistryClient"]
+__all__ = ["AliasWatch", "IngestClient", "RegistryClient", "TrainClient", "TrainingJobWatch"]
