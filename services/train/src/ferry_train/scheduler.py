@@ -9,7 +9,9 @@ exits otherwise ends the job FAILED with its last log lines, and one killed by a
 ``max_attempts`` starts. Cancelling a running job sends SIGTERM to the worker's group,
 then SIGKILL after the grace period.
 
-One scheduler per database: at start it re-queues the jobs a dead service left RUNNING.
+One scheduler per database: at start it re-queues the jobs a dead service left RUNNING,
+after killing the workers that service left behind (each runs in its own session, so it
+outlives a service killed with ``kill -9``; its pid is kept next to its log).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from ferry_common.database import DatabaseRunner
 from ferry_common.errors import FailedPrecondition
 from ferry_common.logs import get_logger
+from ferry_common.process import pid_alive
 from ferry_common.settings import Settings
 from ferry_train.config import TrainConfig
 from ferry_train.store.base import CANCELLED, CANCELLING, FAILED, QUEUED, RUNNING, Job, TrainStore
@@ -36,6 +39,8 @@ __all__ = ["WORKER_LOG_VARIABLE", "Scheduler", "worker_command", "worker_environ
 
 _log = get_logger("ferry.train.scheduler")
 _TAIL_LINES = 20
+_PID_FILE = "worker.pid"
+_ORPHAN_WAIT_SECONDS = 10.0
 # Tells a worker where its output goes, so that a failure it records carries its last lines.
 WORKER_LOG_VARIABLE = "FERRY_TRAIN_WORKER_LOG"
 
@@ -152,6 +157,8 @@ class Scheduler:
     async def _recover(self, job: Job) -> None:
         with contextlib.suppress(FailedPrecondition):
             if job.state == RUNNING:
+                # Else the old worker would train on next to the new one and report its epochs.
+                await asyncio.to_thread(self._kill_orphan, job.job_id)
                 await self._runner.write(
                     self._store.set_state,
                     job.job_id,
@@ -211,8 +218,27 @@ class Scheduler:
                 env={**self._env, WORKER_LOG_VARIABLE: str(log_path)},
                 start_new_session=True,
             )
+        (log_path.parent / _PID_FILE).write_text(str(process.pid))
         _log.info("worker started", job=job.job_id, attempt=job.attempt, pid=process.pid, log=str(log_path))
         return _Worker(job.job_id, job.attempt, process, log_path)
+
+    def _kill_orphan(self, job_id: str) -> None:
+        """SIGKILL the process group of a worker a dead service left running for ``job_id``."""
+        pid_file = self._log_dir / job_id / _PID_FILE
+        try:
+            pid = int(pid_file.read_text())
+            # The pid may have been reused since (a reboot): kill only this job's worker.
+            command = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if b"ferry_train.worker" not in command or f"trainingJobs/{job_id}".encode() not in command:
+            return
+        _log.warning("killing the worker a dead service left running", job=job_id, pid=pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + _ORPHAN_WAIT_SECONDS
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     async def _settle(self, worker: _Worker, requeue_message: str | None = None) -> None:
         """Record how a reaped worker ended, unless it recorded that itself."""

@@ -4,7 +4,10 @@ The scheduler starts this in its own process (a PyTorchJob pod runs the same com
 under ``torchrun``). It reads settings and the job from train's database, runs
 :func:`ferry_train.runner.run_job` with a reporter that writes epochs and log lines to the
 database, and records the outcome: the registered model version and metrics (exit 0),
-or the error (exit 1). Under ``torchrun`` only rank 0 records the outcome.
+or the error (exit 1). Under DDP only global rank 0 records the outcome: the rank Lightning
+reports once it has set up, since the processes Lightning starts itself for ``devices > 1``
+get ``LOCAL_RANK`` but no ``RANK``. A job still QUEUED (a worker started outside the
+scheduler, as under a PyTorchJob) is claimed by rank 0 before it trains.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from ferry_train.config import TrainConfig
 from ferry_train.messages import job_ref
 from ferry_train.scheduler import WORKER_LOG_VARIABLE
 from ferry_train.store import SqlTrainStore, open_database
-from ferry_train.store.base import FAILED, SUCCEEDED, TrainStore
+from ferry_train.store.base import FAILED, QUEUED, SUCCEEDED, TrainStore
 
-__all__ = ["StoreReporter", "main", "run"]
+__all__ = ["StoreReporter", "launch_rank", "main", "run"]
 
 _log = get_logger("ferry.train.worker")
 _ERROR_CHARS = 8000
@@ -37,7 +40,10 @@ _TAIL_LINES = 20
 
 
 class StoreReporter:
-    """A :class:`~ferry_train.spec.JobReporter` that writes to train's database (durable on return)."""
+    """A :class:`~ferry_train.spec.JobReporter` that writes to train's database (durable on return).
+
+    Only global rank 0 writes: ``rank`` is the launcher's, until a Trainer sets Lightning's.
+    """
 
     def __init__(self, store: TrainStore, job_id: str, *, rank: int = 0) -> None:
         self._store = store
@@ -45,11 +51,11 @@ class StoreReporter:
         self._rank = rank
 
     def log(self, level: str, message: str) -> None:
-        if self._rank == 0:
+        if _trained_rank(self._rank) == 0:
             self._store.append_event(self._job_id, "log", {"level": level, "message": message})
 
     def epoch(self, epoch: int, metrics: Mapping[str, float], checkpoint_uri: str) -> None:
-        if self._rank == 0:
+        if _trained_rank(self._rank) == 0:
             self._store.record_epoch(self._job_id, epoch, metrics, checkpoint_uri)
 
 
@@ -82,10 +88,15 @@ def run(
         settings: the worker's settings (addresses, object store, state directory).
         store: train's database.
         job_id: the job to run.
-        rank: the process's rank under torchrun; only rank 0 records the outcome.
+        rank: the process's rank as its launcher set it (:func:`launch_rank`); the outcome is
+            recorded by the rank Lightning reports as global rank 0.
         log_path: the file this process's output goes to; a recorded error ends with its last lines.
     """
     job = store.get(job_id)
+    if job.state == QUEUED and rank == 0:
+        # Started outside the scheduler (torchrun, a PyTorchJob pod): take the job as the
+        # scheduler would, so that its outcome can be recorded.
+        job = store.claim(job_id) or store.get(job_id)
     reporter = StoreReporter(store, job_id, rank=rank)
     workdir = settings.state_dir / "train" / "work" / job_id / f"attempt-{job.attempt}"
     try:
@@ -107,13 +118,15 @@ def run(
     except Exception as error:
         text = str(error) if isinstance(error, FerryError) else f"{type(error).__name__}: {error}"
         traceback.print_exc()
+        rank = _trained_rank(rank)
         if rank == 0:
             reporter.log("error", text[:_ERROR_CHARS])
             tail = _tail(log_path)
             error_text = f"{text[:_ERROR_CHARS]}\nlast log lines:\n{tail}" if tail else text[:_ERROR_CHARS]
             _record(store, job_id, FAILED, message="training failed", error=error_text)
         return 1
-    if rank == 0:
+    # Rank 0 registered; every other rank returns an empty model_version (RunResult.global_rank).
+    if _trained_rank(rank) == 0 and result.model_version:
         _record(
             store,
             job_id,
@@ -125,6 +138,32 @@ def run(
     return 0
 
 
+def _trained_rank(launched: int) -> int:
+    """This process's global rank as Lightning knows it, ``launched`` when Lightning never loaded.
+
+    A Trainer sets Lightning's rank to the true global rank when its strategy sets up, so this
+    is right for the processes Lightning starts itself, which :func:`launch_rank` only guesses.
+    """
+    rank_zero = sys.modules.get("pytorch_lightning.utilities.rank_zero")
+    if rank_zero is None:  # no Trainer ran in this process
+        return launched
+    return int(getattr(rank_zero.rank_zero_only, "rank", launched))
+
+
+def launch_rank(environ: Mapping[str, str]) -> int:
+    """The rank a launcher gave this process before any Trainer runs.
+
+    torchrun sets ``RANK`` (the global rank); Lightning's own launcher sets only
+    ``LOCAL_RANK`` in the processes it starts for ``devices > 1`` (their ``RANK`` is unset),
+    so any of those is not rank 0. The scheduler's worker sets neither: rank 0.
+    """
+    for name in ("RANK", "LOCAL_RANK"):
+        value = environ.get(name, "").strip()
+        if value:
+            return int(value)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ferry_train.worker", description=__doc__)
     parser.add_argument("--job", required=True, help="trainingJobs/<id>")
@@ -133,13 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings("train")
     database = open_database(TrainConfig.from_settings(settings))
     try:
-        # torchrun sets RANK; the local scheduler runs rank 0 only.
         log = os.environ.get(WORKER_LOG_VARIABLE)
         return run(
             settings,
             SqlTrainStore(database),
             job_id,
-            rank=int(os.environ.get("RANK", "0")),
+            rank=launch_rank(os.environ),
             log_path=pathlib.Path(log) if log else None,
         )
     except NotFound as error:
