@@ -44,6 +44,7 @@ __all__ = [
     "DatabaseRunner",
     "configure_sqlite",
     "open_database",
+    "run_alembic_environment",
     "run_migrations",
     "writer",
 ]
@@ -251,3 +252,41 @@ def open_database(url: str, options: DatabaseOptions) -> Database:
         writes=sessionmaker(bind=writer(engine), expire_on_commit=False, autoflush=False),
         runner=DatabaseRunner(options.service, options.threads, single_writer=sqlite),
     )
+
+
+def run_alembic_environment(metadata: Any, default_version_table: str = "alembic_version") -> None:
+    """The body of every service's ``migrations/env.py`` (Alembic calls it).
+
+    At start, :func:`run_migrations` puts an open connection (inside a transaction) and the
+    version table in ``config.attributes``. Without one (writing a migration during
+    development), it connects to ``sqlalchemy.url``::
+
+        cd services/<svc>/src/ferry_<svc>
+        python -c "from alembic.config import Config; from alembic import command; \\
+        c = Config(); c.set_main_option('script_location', 'migrations'); \\
+        c.set_main_option('sqlalchemy.url', 'sqlite:////tmp/x.db'); command.upgrade(c, 'head'); \\
+        command.revision(c, 'describe the change', autogenerate=True)"
+    """
+    from alembic import context
+
+    config = context.config
+
+    def run(connection: Any) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=config.attributes.get("version_table", default_version_table),
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+    with engine.begin() as fresh:
+        run(fresh)
+    engine.dispose()

@@ -1,15 +1,6 @@
-"""Alembic environment of the ingest database (run programmatically at start)."""
+"""Alembic environment of the ingest database: ``ferry_common.database.run_alembic_environment``."""
 
-from alembic import context
-
+from ferry_common.database import run_alembic_environment
 from ferry_ingest.store.rows import Base
 
-connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection,
-    target_metadata=Base.metadata,
-    version_table=context.config.attributes.get("version_table", "alembic_version_ingest"),
-    render_as_batch=True,
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_alembic_environment(Base.metadata, "alembic_version_ingest")
