@@ -703,19 +703,6 @@ class FuzzedIngest(fuzzing.FuzzedService):
             )
         self.dirty = False
 
-    def _listing(self, method: str, request: Any, items: str) -> tuple[Any, ...]:
-        """Every page of a List call, serialized (or the status when it fails)."""
-        found: list[Any] = []
-        while True:
-            try:
-                response = getattr(self.stub, method)(request, timeout=30)
-            except grpc.RpcError as error:
-                return (*found, error.code().name)
-            found.extend(item.SerializeToString(deterministic=True) for item in getattr(response, items))
-            if not response.next_page_token:
-                return tuple(found)
-            request.page_token = response.next_page_token
-
     def parts(self, call: Call) -> list[str]:
         """What a call may change: the dataset list, the objects, and the datasets it names."""
         named = fuzzing.request_strings(call.request)
@@ -729,7 +716,7 @@ class FuzzedIngest(fuzzing.FuzzedService):
     def _read(self, part: str) -> Any:
         """One part of what a caller (or a reader of the bucket) can see."""
         if part == "datasets":
-            return self._listing("ListDatasets", pb.ListDatasetsRequest(page_size=1000), "datasets")
+            return self.listing("ListDatasets", pb.ListDatasetsRequest(page_size=1000), "datasets")
         if part == "object store":
             files = (path for path in self.objects.rglob("*") if path.is_file())
             return sorted(
@@ -737,7 +724,7 @@ class FuzzedIngest(fuzzing.FuzzedService):
                 for path in files
             )
         request = pb.ListDatasetVersionsRequest(parent=part.rsplit("/", 1)[0], page_size=1000)
-        return self._listing("ListDatasetVersions", request, "dataset_versions")
+        return self.listing("ListDatasetVersions", request, "dataset_versions")
 
     def undo(self, rpc: str, responses: tuple[Any, ...], before: dict[str, Any]) -> None:
         """Delete a version the call created (not one it found again: same bytes, same request id)."""

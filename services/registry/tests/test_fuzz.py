@@ -576,19 +576,6 @@ class FuzzedRegistry(fuzzing.FuzzedService):
         request = pb.ListModelVersionsRequest(parent=f"models/{model}", page_size=1000)
         return list(self.stub.ListModelVersions(request).model_versions)
 
-    def _listing(self, method: str, request: Any, items: str) -> tuple[Any, ...]:
-        """Every page of a List call, serialized (or the status when it fails)."""
-        found: list[Any] = []
-        while True:
-            try:
-                response = getattr(self.stub, method)(request, timeout=30)
-            except grpc.RpcError as error:
-                return (*found, error.code().name)
-            found.extend(item.SerializeToString(deterministic=True) for item in getattr(response, items))
-            if not response.next_page_token:
-                return tuple(found)
-            request.page_token = response.next_page_token
-
     def parts(self, call: Call) -> list[str]:
         """What a call may change: the model list, the objects, and the models it names."""
         named = fuzzing.request_strings(call.request)
@@ -606,7 +593,7 @@ class FuzzedRegistry(fuzzing.FuzzedService):
     def _read(self, part: str) -> Any:
         """One part of what a caller (or a reader of the bucket) can see."""
         if part == "models":
-            return self._listing("ListModels", pb.ListModelsRequest(page_size=1000), "models")
+            return self.listing("ListModels", pb.ListModelsRequest(page_size=1000), "models")
         if part == "object store":
             files = (path for path in self.objects.rglob("*") if path.is_file())
             return sorted(
@@ -615,12 +602,12 @@ class FuzzedRegistry(fuzzing.FuzzedService):
             )
         parent, kind = part.rsplit("/", 1)
         if kind == "versions":
-            return self._listing(
+            return self.listing(
                 "ListModelVersions", pb.ListModelVersionsRequest(parent=parent, page_size=1000), "model_versions"
             )
         if kind == "aliases":
-            return self._listing("ListAliases", pb.ListAliasesRequest(parent=parent, page_size=1000), "aliases")
-        return self._listing("ListAliasEvents", pb.ListAliasEventsRequest(parent=parent, page_size=1000), "events")
+            return self.listing("ListAliases", pb.ListAliasesRequest(parent=parent, page_size=1000), "aliases")
+        return self.listing("ListAliasEvents", pb.ListAliasEventsRequest(parent=parent, page_size=1000), "events")
 
     def undo(self, rpc: str, responses: tuple[Any, ...], before: dict[str, Any]) -> None:
         """Delete what a successful call created: a model, a version, a new alias (never a

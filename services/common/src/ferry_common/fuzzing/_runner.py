@@ -232,6 +232,19 @@ class FuzzedService:
     def seed(self) -> None:
         raise NotImplementedError
 
+    def listing(self, method: str, request: Any, items: str) -> tuple[Any, ...]:
+        """Every page of a List call, serialized (or the status when it fails)."""
+        found: list[Any] = []
+        while True:
+            try:
+                response = getattr(self.stub, method)(request, timeout=30)
+            except grpc.RpcError as error:
+                return (*found, error.code().name)
+            found.extend(item.SerializeToString(deterministic=True) for item in getattr(response, items))
+            if not response.next_page_token:
+                return tuple(found)
+            request.page_token = response.next_page_token
+
     def check_alive(self, after: Outcome) -> None:
         """Health check and a probe; when they fail, restart the server (its state is on disk)."""
         try:
