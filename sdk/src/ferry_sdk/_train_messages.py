@@ -9,9 +9,10 @@ dropped. The server ends the stream once the job is final and every event was se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from ferry.train.v1 import train_pb2 as pb
 from ferry_sdk import errors
@@ -68,6 +69,8 @@ def job_request(
     features: Iterable[str],
     hidden_units: Iterable[int],
     dropout: float,
+    custom_model: str,
+    init_args: Mapping[str, Any] | None,
     max_epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -75,12 +78,21 @@ def job_request(
     accelerator: str,
     devices: int,
     num_nodes: int,
+    strategy: str,
+    precision: str,
     register_model: str,
     code_revision: str,
     request_id: str,
 ) -> pb.CreateTrainingJobRequest:
     """A ``CreateTrainingJobRequest``: from ``training_job`` as given, else from the keyword arguments."""
     if training_job is None:
+        if custom_model:
+            encoded = {key: json.dumps(value) for key, value in (init_args or {}).items()}
+            model = pb.ModelSpec(custom=pb.CustomModel(entry_point=custom_model, init_args=encoded))
+        else:
+            if init_args:
+                raise ValueError("init_args are for custom_model; the built-in MLP takes hidden_units and dropout")
+            model = pb.ModelSpec(mlp=pb.MlpModel(hidden_units=list(hidden_units), dropout=dropout))
         training_job = pb.TrainingJob(
             dataset_version=dataset_version,
             training_split=training_split,
@@ -88,11 +100,13 @@ def job_request(
             target=target,
             features=list(features),
             task=_task(task),
-            model=pb.ModelSpec(mlp=pb.MlpModel(hidden_units=list(hidden_units), dropout=dropout)),
+            model=model,
             hyperparameters=pb.Hyperparameters(
                 max_epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
             ),
-            resources=pb.Resources(accelerator=accelerator, devices=devices, num_nodes=num_nodes),
+            resources=pb.Resources(
+                accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision
+            ),
             register_model=model_name(register_model) if register_model else "",
             code_revision=code_revision,
         )

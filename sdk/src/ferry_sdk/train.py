@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -63,6 +63,8 @@ class TrainClient(SyncClient):
         features: Iterable[str] = (),
         hidden_units: Iterable[int] = (64, 32),
         dropout: float = 0.1,
+        custom_model: str = "",
+        init_args: Mapping[str, Any] | None = None,
         max_epochs: int = 10,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
@@ -70,6 +72,8 @@ class TrainClient(SyncClient):
         accelerator: str = "cpu",
         devices: int = 1,
         num_nodes: int = 1,
+        strategy: str = "",
+        precision: str = "",
         register_model: str = "",
         code_revision: str = "",
         request_id: str = "",
@@ -84,6 +88,11 @@ class TrainClient(SyncClient):
             target: the column to predict.
             task: ``"classification"`` or ``"regression"``.
             features: feature columns; empty means every column but the target.
+            hidden_units, dropout: the built-in MLP's layers.
+            custom_model: a LightningModule of your own instead, as ``package.module:Class``,
+                importable in the train service's environment; ``init_args`` are its
+                constructor's keyword arguments (JSON-encodable values).
+            strategy, precision: Lightning Trainer settings (empty: ``auto``, ``32-true``).
             register_model: the registry model (``wine`` or ``models/wine``) the result is registered under.
             request_id: idempotency key: the same key returns the same job.
 
@@ -102,6 +111,8 @@ class TrainClient(SyncClient):
             features=features,
             hidden_units=hidden_units,
             dropout=dropout,
+            custom_model=custom_model,
+            init_args=init_args,
             max_epochs=max_epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -109,6 +120,8 @@ class TrainClient(SyncClient):
             accelerator=accelerator,
             devices=devices,
             num_nodes=num_nodes,
+            strategy=strategy,
+            precision=precision,
             register_model=register_model,
             code_revision=code_revision,
             request_id=request_id,

@@ -80,6 +80,8 @@ def job(datasets: Datasets, **changes: Any) -> pb.TrainingJob:
     for name, value in changes.items():
         if isinstance(value, list):
             getattr(message, name).extend(value)
+        elif isinstance(value, pb.ModelSpec):
+            getattr(message, name).CopyFrom(value)
         else:
             setattr(message, name, value)
     return message
@@ -203,3 +205,95 @@ def test_ingest_down_is_unavailable(datasets: Datasets, train_for: Any) -> None:
     error = refused(stub, job(datasets))
     assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
     assert "ingest" in error.details()
+
+
+# ----------------------------------------------------------------- custom LightningModules
+
+USER_MODELS = """
+import pytorch_lightning as pl
+import torch
+
+
+class TinyNet(pl.LightningModule):
+    def __init__(self, n_inputs: int, n_outputs: int, learning_rate: float, width: int = 4) -> None:
+        super().__init__()
+        layers = [torch.nn.Linear(n_inputs, width), torch.nn.ReLU(), torch.nn.Linear(width, n_outputs)]
+        self.net = torch.nn.Sequential(*layers)
+        self.learning_rate = learning_rate
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class NotAModule:
+    def __init__(self, n_inputs: int) -> None:
+        self.n_inputs = n_inputs
+"""
+
+
+@pytest.fixture(scope="module")
+def user_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    """A user's package, importable by the service (and its workers) through PYTHONPATH."""
+    root = tmp_path_factory.mktemp("user-code")
+    package = root / "penguin_models"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(USER_MODELS)
+    (package / "broken.py").write_text("import a_module_nobody_installed\n")
+    (package / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(root))
+        yield root
+
+
+def custom(entry_point: str, **init_args: str) -> pb.ModelSpec:
+    return pb.ModelSpec(custom=pb.CustomModel(entry_point=entry_point, init_args=init_args))
+
+
+CUSTOM_CASES = [
+    pytest.param(custom("penguin_models.nets"), "training_job.model.custom.entry_point", id="no-class"),
+    pytest.param(custom("no_such_package.nets:TinyNet"), "training_job.model.custom.entry_point", id="no-module"),
+    pytest.param(custom("penguin_models.nets:Missing"), "training_job.model.custom.entry_point", id="no-attribute"),
+    pytest.param(custom("penguin_models.nets:NotAModule"), "training_job.model.custom.entry_point", id="not-a-module"),
+    pytest.param(custom("penguin_models.broken:Net"), "training_job.model.custom.entry_point", id="import-fails"),
+    pytest.param(custom("penguin_models.exits:Net"), "training_job.model.custom.entry_point", id="import-exits"),
+    pytest.param(
+        custom("penguin_models.nets:TinyNet", width="four"),
+        "training_job.model.custom.init_args['width']",
+        id="not-json",
+    ),
+    pytest.param(
+        custom("penguin_models.nets:TinyNet", n_inputs="3"),
+        "training_job.model.custom.init_args['n_inputs']",
+        id="reserved",
+    ),
+    pytest.param(
+        custom("penguin_models.nets:TinyNet", colour='"red"'),
+        "training_job.model.custom.init_args",
+        id="unknown-argument",
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "field"), CUSTOM_CASES)
+def test_a_bad_custom_model_is_refused_naming_the_field(
+    datasets: Datasets, train_for: Any, user_code: pathlib.Path, model: pb.ModelSpec, field: str
+) -> None:
+    stub = train_for(datasets.address)
+    error = refused(stub, job(datasets, model=model))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert violated_field(error) == field
+    assert field.split("[")[0] in error.details()
+
+
+def test_a_custom_model_that_imports_is_queued_and_shown_as_asked(
+    datasets: Datasets, train_for: Any, user_code: pathlib.Path
+) -> None:
+    stub = train_for(datasets.address)
+    model = custom("penguin_models.nets:TinyNet", width="8")
+    request = pb.CreateTrainingJobRequest(training_job_id="tiny", training_job=job(datasets, model=model))
+    created = stub.CreateTrainingJob(request, timeout=60)
+    assert created.state == pb.TrainingJob.STATE_QUEUED
+    fetched = stub.GetTrainingJob(pb.GetTrainingJobRequest(name=created.name), timeout=30)
+    assert fetched.model.custom.entry_point == "penguin_models.nets:TinyNet"
+    assert dict(fetched.model.custom.init_args) == {"width": "8"}

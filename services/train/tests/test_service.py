@@ -200,7 +200,7 @@ BAD_INPUTS = [
     ({"model__mlp__dropout": -0.1}, "training_job.model.mlp.dropout"),
     ({"model__mlp__dropout": float("nan")}, "training_job.model.mlp.dropout"),
     (
-        {"model": pb.ModelSpec(custom=pb.CustomModel(entry_point="pkg.mod:Net"))},
+        {"model": pb.ModelSpec(custom=pb.CustomModel(entry_point="pkg.mod Net"))},
         "training_job.model.custom.entry_point",
     ),
     ({"hyperparameters__max_epochs": -1}, "training_job.hyperparameters.max_epochs"),

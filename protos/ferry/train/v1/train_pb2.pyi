@@ -86,7 +86,7 @@ class Resources(_message.Message):
     def __init__(self, accelerator: _Optional[str] = ..., devices: _Optional[int] = ..., num_nodes: _Optional[int] = ..., strategy: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("name", "dataset_version", "training_split", "validation_split", "target", "features", "task", "model", "hyperparameters", "resources", "register_model", "code_revision", "state", "error", "current_epoch", "metrics", "model_version", "checkpoint_uri", "last_sequence", "attempt", "create_time", "start_time", "end_time")
+    __slots__ = ("name", "dataset_version", "training_split", "validation_split", "target", "features", "task", "model", "hyperparameters", "resources", "register_model", "code_revision", "state", "error", "current_epoch", "metrics", "model_version", "checkpoint_uri", "last_sequence", "attempt", "create_time", "start_time", "end_time", "package_versions")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[TrainingJob.State]
@@ -110,6 +110,13 @@ class TrainingJob(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class PackageVersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     TRAINING_SPLIT_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +140,7 @@ class TrainingJob(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dataset_version: str
     training_split: str
@@ -156,7 +164,8 @@ class TrainingJob(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., dataset_version: _Optional[str] = ..., training_split: _Optional[str] = ..., validation_split: _Optional[str] = ..., target: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., task: _Optional[_Union[Task, str]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., register_model: _Optional[str] = ..., code_revision: _Optional[str] = ..., state: _Optional[_Union[TrainingJob.State, str]] = ..., error: _Optional[str] = ..., current_epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., checkpoint_uri: _Optional[str] = ..., last_sequence: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    package_versions: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., dataset_version: _Optional[str] = ..., training_split: _Optional[str] = ..., validation_split: _Optional[str] = ..., target: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., task: _Optional[_Union[Task, str]] = ..., model: _Optional[_Union[ModelSpec, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., register_model: _Optional[str] = ..., code_revision: _Optional[str] = ..., state: _Optional[_Union[TrainingJob.State, str]] = ..., error: _Optional[str] = ..., current_epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., checkpoint_uri: _Optional[str] = ..., last_sequence: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., package_versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StateChange(_message.Message):
     __slots__ = ("state", "message")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -54,6 +54,8 @@ class TrainClient(AsyncClient):
         features: Iterable[str] = (),
         hidden_units: Iterable[int] = (64, 32),
         dropout: float = 0.1,
+        custom_model: str = "",
+        init_args: Mapping[str, Any] | None = None,
         max_epochs: int = 10,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
@@ -61,6 +63,8 @@ class TrainClient(AsyncClient):
         accelerator: str = "cpu",
         devices: int = 1,
         num_nodes: int = 1,
+        strategy: str = "",
+        precision: str = "",
         register_model: str = "",
         code_revision: str = "",
         request_id: str = "",
@@ -78,6 +82,8 @@ class TrainClient(AsyncClient):
             features=features,
             hidden_units=hidden_units,
             dropout=dropout,
+            custom_model=custom_model,
+            init_args=init_args,
             max_epochs=max_epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -85,6 +91,8 @@ class TrainClient(AsyncClient):
             accelerator=accelerator,
             devices=devices,
             num_nodes=num_nodes,
+            strategy=strategy,
+            precision=precision,
             register_model=register_model,
             code_revision=code_revision,
             request_id=request_id,

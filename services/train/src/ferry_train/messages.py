@@ -17,7 +17,8 @@ from ferry.train.v1 import train_pb2 as pb
 from ferry_common import fields
 from ferry_common.errors import InvalidArgument
 from ferry_common.names import parse_name, parse_version_name, shorten
-from ferry_train.spec import Hyperparameters, JobSpec, MlpSpec, ResourceSpec
+from ferry_train.entry_point import decode_init_args, parse_entry_point
+from ferry_train.spec import CustomSpec, Hyperparameters, JobSpec, MlpSpec, ResourceSpec
 from ferry_train.store.base import STATES, Job, JobEvent
 
 __all__ = [
@@ -54,17 +55,16 @@ def _positive_or_default(field: str, value: int, default: int) -> int:
     return value or default
 
 
-def _mlp(model: pb.ModelSpec) -> MlpSpec:
+def _model(model: pb.ModelSpec) -> tuple[MlpSpec, CustomSpec | None]:
+    """The built-in MLP's settings, or a custom entry point (its form only: the service imports it)."""
     which = model.WhichOneof("architecture")
     if which == "custom":
-        field = f"{_PREFIX}.model.custom.entry_point"
-        raise InvalidArgument(
-            f"{field}: {shorten(model.custom.entry_point)}: custom models are not supported yet "
-            "(use model.mlp, the built-in MLP)",
-            field=field,
-        )
+        parse_entry_point(model.custom.entry_point)
+        decode_init_args(model.custom.init_args)
+        pairs = tuple(sorted(model.custom.init_args.items()))
+        return MlpSpec(), CustomSpec(entry_point=model.custom.entry_point, init_args=pairs)
     if which is None:
-        return MlpSpec()
+        return MlpSpec(), None
     units = tuple(model.mlp.hidden_units)
     field = f"{_PREFIX}.model.mlp.hidden_units"
     if not units:
@@ -76,7 +76,7 @@ def _mlp(model: pb.ModelSpec) -> MlpSpec:
     field = f"{_PREFIX}.model.mlp.dropout"
     if not (0.0 <= dropout < 1.0):
         raise InvalidArgument(f"{field}: {dropout} must be in [0, 1)", field=field)
-    return MlpSpec(hidden_units=units, dropout=dropout)
+    return MlpSpec(hidden_units=units, dropout=dropout), None
 
 
 def _hyperparameters(message: pb.Hyperparameters) -> Hyperparameters:
@@ -84,7 +84,11 @@ def _hyperparameters(message: pb.Hyperparameters) -> Hyperparameters:
     defaults = Hyperparameters()
     if message.extra:
         field = f"{prefix}.extra"
-        raise InvalidArgument(f"{field}: the built-in MLP reads no extra hyper-parameters", field=field)
+        raise InvalidArgument(
+            f"{field}: no model reads extra hyper-parameters (a custom model takes its own settings "
+            "in model.custom.init_args)",
+            field=field,
+        )
     learning_rate = message.learning_rate
     field = f"{prefix}.learning_rate"
     if math.isnan(learning_rate) or math.isinf(learning_rate) or learning_rate < 0:
@@ -135,6 +139,7 @@ def spec_from_proto(job: pb.TrainingJob) -> JobSpec:
         raise InvalidArgument(f"{field}: must be TASK_CLASSIFICATION or TASK_REGRESSION", field=field)
     features = tuple(fields.name(f"{_PREFIX}.features[{i}]", f) for i, f in enumerate(job.features))
     parse_name(f"{_PREFIX}.register_model", job.register_model, "models/{model}")
+    mlp, custom = _model(job.model)
     return JobSpec(
         dataset_version=job.dataset_version,
         training_split=fields.name(f"{_PREFIX}.training_split", job.training_split or "train"),
@@ -143,7 +148,8 @@ def spec_from_proto(job: pb.TrainingJob) -> JobSpec:
         task=_TASKS[job.task],
         register_model=job.register_model,
         features=features,
-        mlp=_mlp(job.model),
+        mlp=mlp,
+        custom=custom,
         hyperparameters=_hyperparameters(job.hyperparameters),
         resources=_resources(job.resources),
         code_revision=fields.text(f"{_PREFIX}.code_revision", job.code_revision, 200),
@@ -168,7 +174,7 @@ def job_to_proto(job: Job) -> pb.TrainingJob:
         target=spec.target,
         features=list(spec.features),
         task=_TASK_VALUES[spec.task],
-        model=pb.ModelSpec(mlp=pb.MlpModel(hidden_units=list(spec.mlp.hidden_units), dropout=spec.mlp.dropout)),
+        model=_model_to_proto(spec),
         hyperparameters=pb.Hyperparameters(
             max_epochs=spec.hyperparameters.max_epochs,
             batch_size=spec.hyperparameters.batch_size,
@@ -195,7 +201,16 @@ def job_to_proto(job: Job) -> pb.TrainingJob:
         create_time=_timestamp(job.create_time),
         start_time=_timestamp(job.start_time),
         end_time=_timestamp(job.end_time),
+        package_versions=dict(job.environment),
     )
+
+
+def _model_to_proto(spec: JobSpec) -> pb.ModelSpec:
+    if spec.custom is not None:
+        return pb.ModelSpec(
+            custom=pb.CustomModel(entry_point=spec.custom.entry_point, init_args=dict(spec.custom.init_args))
+        )
+    return pb.ModelSpec(mlp=pb.MlpModel(hidden_units=list(spec.mlp.hidden_units), dropout=spec.mlp.dropout))
 
 
 def event_to_proto(event: JobEvent) -> pb.TrainingJobEvent:

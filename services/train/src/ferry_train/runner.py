@@ -23,7 +23,6 @@ import pathlib
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 
 import pandas as pd
 import pytorch_lightning as pl
@@ -35,12 +34,15 @@ from ferry_common.objectstore import ObjectStore
 from ferry_sdk import IngestClient, RegistryClient
 from ferry_sdk import errors as sdk_errors
 from ferry_train.checkpoints import CheckpointStore
+from ferry_train.entry_point import decode_init_args
+from ferry_train.environment import RECORDED_PACKAGES, package_versions
 from ferry_train.pipeline import (
     ExportedModel,
     FitConfig,
     FittedPreprocessor,
     Task,
     TrainerResources,
+    build_custom,
     build_mlp,
     export_onnx,
     fit,
@@ -52,9 +54,6 @@ from ferry_train.spec import JobReporter, JobSpec
 __all__ = ["RECORDED_PACKAGES", "RunResult", "TrainingDiverged", "registration_request_id", "run_job"]
 
 LogSink = Callable[[str, str], None]
-
-RECORDED_PACKAGES = ("torch", "pytorch-lightning", "scikit-learn", "onnx", "onnxruntime", "skl2onnx")
-"""Distributions whose versions are recorded as ``version.<name>`` params."""
 
 
 @dataclass(frozen=True)
@@ -133,13 +132,24 @@ def run_job(
 
     hyper = spec.hyperparameters
     pl.seed_everything(hyper.seed, workers=True, verbose=False)  # before the weights are drawn
-    module = build_mlp(
-        preprocessor,
-        y_train,
-        hidden_units=spec.mlp.hidden_units,
-        dropout=spec.mlp.dropout,
-        learning_rate=hyper.learning_rate,
-    )
+    module: pl.LightningModule
+    if spec.custom is not None:
+        module = build_custom(
+            spec.custom.entry_point,
+            decode_init_args(dict(spec.custom.init_args)),
+            preprocessor,
+            y_train,
+            learning_rate=hyper.learning_rate,
+        )
+        log("info", f"custom model {spec.custom.entry_point} ({type(module).__name__})")
+    else:
+        module = build_mlp(
+            preprocessor,
+            y_train,
+            hidden_units=spec.mlp.hidden_units,
+            dropout=spec.mlp.dropout,
+            learning_rate=hyper.learning_rate,
+        )
 
     checkpoints = CheckpointStore(objects, job_id)
     rank_dir = workdir / f"rank-{_global_rank()}"
@@ -299,10 +309,15 @@ def _register(
 def _params(spec: JobSpec, preprocessor: FittedPreprocessor) -> dict[str, str]:
     """What a reader needs to repeat the run: settings, resolved columns, package versions."""
     hyper, resources = spec.hyperparameters, spec.resources
-    params = {
-        "model": "mlp",
-        "hidden_units": json.dumps(list(spec.mlp.hidden_units)),
-        "dropout": repr(spec.mlp.dropout),
+    params: dict[str, str] = {}
+    if spec.custom is not None:
+        params["model"] = spec.custom.entry_point
+        params["init_args"] = json.dumps(dict(spec.custom.init_args), sort_keys=True)
+    else:
+        params["model"] = "mlp"
+        params["hidden_units"] = json.dumps(list(spec.mlp.hidden_units))
+        params["dropout"] = repr(spec.mlp.dropout)
+    params |= {
         "max_epochs": str(hyper.max_epochs),
         "batch_size": str(hyper.batch_size),
         "learning_rate": repr(hyper.learning_rate),
@@ -318,11 +333,7 @@ def _params(spec: JobSpec, preprocessor: FittedPreprocessor) -> dict[str, str]:
     }
     if preprocessor.classes:
         params["classes"] = json.dumps(list(preprocessor.classes))
-    for package in RECORDED_PACKAGES:
-        try:
-            params[f"version.{package}"] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            params[f"version.{package}"] = "unknown"
+    params |= {f"version.{package}": version for package, version in package_versions().items()}
     return params
 
 

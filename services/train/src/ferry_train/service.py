@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from ferry_common.database import DatabaseRunner
 from ferry_common.errors import FailedPrecondition, FerryError, InvalidArgument, NotFound, Unavailable
 from ferry_common.pagination import Pages
 from ferry_sdk import errors as sdk_errors
+from ferry_train.entry_point import ENTRY_POINT_FIELD, decode_init_args
 from ferry_train.manifest import JobManifestSpec, ManifestSettings, render_pytorchjob, to_yaml
 from ferry_train.spec import JobSpec
 from ferry_train.store.base import (
@@ -37,6 +40,8 @@ __all__ = ["DatasetReader", "JobPage", "Machine", "TrainService", "local_machine
 
 _WATCH_BATCH = 500
 _INGEST_TIMEOUT = 30.0  # profiles are stored objects: reading one may wait on the object store
+# Importing a user's module (with torch and Lightning) in a fresh interpreter: a few seconds.
+_ENTRY_POINT_CHECK_TIMEOUT = 120.0
 
 
 class DatasetReader(Protocol):
@@ -172,6 +177,50 @@ class TrainService:
                 f"{field}: {resources.devices} devices asked, more than this machine has", field=field
             )
 
+    async def _check_model(self, spec: JobSpec) -> None:
+        """A custom entry point imports, is a LightningModule and takes its ``init_args``.
+
+        Checked in a fresh interpreter of the service's environment (the worker's), see
+        :mod:`ferry_train.pipeline.custom`.
+        """
+        if spec.custom is None:
+            return
+        init_args = decode_init_args(dict(spec.custom.init_args))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ferry_train.pipeline.custom",
+            spec.custom.entry_point,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(
+                process.communicate(json.dumps(init_args).encode()), _ENTRY_POINT_CHECK_TIMEOUT
+            )
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise InvalidArgument(
+                f"{ENTRY_POINT_FIELD}: importing {spec.custom.entry_point!r} took longer than "
+                f"{_ENTRY_POINT_CHECK_TIMEOUT:.0f} s",
+                field=ENTRY_POINT_FIELD,
+            ) from None
+        try:
+            verdict = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            # The module ended the interpreter while importing (sys.exit, a crash).
+            tail = err.decode(errors="replace").strip()[-300:]
+            raise InvalidArgument(
+                f"{ENTRY_POINT_FIELD}: importing {spec.custom.entry_point!r} ended the interpreter "
+                f"(exit code {process.returncode}): {tail}",
+                field=ENTRY_POINT_FIELD,
+            ) from None
+        if not verdict.get("ok"):
+            field = str(verdict.get("field") or ENTRY_POINT_FIELD)
+            raise InvalidArgument(str(verdict.get("message")), field=field)
+
     async def _check_data(self, spec: JobSpec) -> None:
         """The version, its splits and the columns exist, and the target can train the task."""
         if self._datasets is None:
@@ -233,6 +282,7 @@ class TrainService:
         """
         await self._check_machine(spec)
         await self._check_data(spec)
+        await self._check_model(spec)
         job, created = await self._runner.write(
             self._store.create, job_id or f"job-{uuid.uuid4().hex[:12]}", spec, request_id
         )

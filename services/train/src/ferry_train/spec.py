@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Hyperparameters", "JobReporter", "JobSpec", "MlpSpec", "ResourceSpec"]
+__all__ = ["CustomSpec", "Hyperparameters", "JobReporter", "JobSpec", "MlpSpec", "ResourceSpec"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class MlpSpec:
 
     hidden_units: tuple[int, ...] = (64, 32)
     dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class CustomSpec:
+    """A user LightningModule: ``package.module:Class`` and its constructor arguments as JSON text."""
+
+    entry_point: str
+    init_args: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,8 @@ class JobSpec:
         training_split / validation_split: split names of that version.
         target: the column to predict; features: the inputs (empty: every other column).
         task: ``classification`` or ``regression``.
-        mlp: the built-in model (a custom LightningModule entry point comes later).
+        mlp: the built-in model's settings (used when ``custom`` is None).
+        custom: a user LightningModule instead of the built-in MLP.
         register_model: ``models/<m>``: the registry model the result is registered under.
         code_revision: recorded in lineage.
     """
@@ -63,6 +72,7 @@ class JobSpec:
     register_model: str
     features: tuple[str, ...] = ()
     mlp: MlpSpec = field(default_factory=MlpSpec)
+    custom: CustomSpec | None = None
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     code_revision: str = ""

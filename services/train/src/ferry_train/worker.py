@@ -27,6 +27,7 @@ from ferry_common.objectstore import open_object_store
 from ferry_common.settings import Settings, load_settings
 from ferry_sdk import IngestClient, RegistryClient
 from ferry_train.config import TrainConfig
+from ferry_train.environment import package_versions
 from ferry_train.messages import job_ref
 from ferry_train.scheduler import WORKER_LOG_VARIABLE
 from ferry_train.store import SqlTrainStore, open_database
@@ -123,7 +124,7 @@ def run(
             reporter.log("error", text[:_ERROR_CHARS])
             tail = _tail(log_path)
             error_text = f"{text[:_ERROR_CHARS]}\nlast log lines:\n{tail}" if tail else text[:_ERROR_CHARS]
-            _record(store, job_id, FAILED, message="training failed", error=error_text)
+            _record(store, job_id, FAILED, message="training failed", error=error_text, environment=package_versions())
         return 1
     # Rank 0 registered; every other rank returns an empty model_version (RunResult.global_rank).
     if _trained_rank(rank) == 0 and result.model_version:
@@ -134,6 +135,7 @@ def run(
             message=f"registered {result.model_version}",
             model_version=str(result.model_version),
             metrics={str(k): float(v) for k, v in dict(result.metrics).items()},
+            environment=package_versions(),
         )
     return 0
 

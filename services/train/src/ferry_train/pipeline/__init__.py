@@ -5,6 +5,7 @@ The worker calls, in order: :func:`fit_preprocessor` on the training split,
 :func:`export_onnx` and :func:`verify_export`.
 """
 
+from ferry_train.pipeline.custom import build_custom, check_entry_point
 from ferry_train.pipeline.export import (
     ExportedModel,
     ModelSignature,
@@ -56,7 +57,9 @@ __all__ = [
     "TensorSpec",
     "TrainerResources",
     "VerificationReport",
+    "build_custom",
     "build_mlp",
+    "check_entry_point",
     "export_onnx",
     "fit",
     "fit_preprocessor",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ferry_train.spec import Hyperparameters, JobSpec, MlpSpec, ResourceSpec
+from ferry_train.spec import CustomSpec, Hyperparameters, JobSpec, MlpSpec, ResourceSpec
 
 __all__ = ["spec_from_json", "spec_to_json"]
 
@@ -21,4 +21,9 @@ def spec_from_json(value: dict[str, Any]) -> JobSpec:
     hyperparameters = Hyperparameters(**data.pop("hyperparameters", {}))
     resources = ResourceSpec(**data.pop("resources", {}))
     data["features"] = tuple(data.get("features", ()))
-    return JobSpec(**data, mlp=MlpSpec(**mlp), hyperparameters=hyperparameters, resources=resources)
+    custom_data = data.pop("custom", None)
+    custom = None
+    if custom_data is not None:
+        pairs = tuple((str(key), str(value)) for key, value in custom_data.get("init_args", ()))
+        custom = CustomSpec(entry_point=str(custom_data["entry_point"]), init_args=pairs)
+    return JobSpec(**data, mlp=MlpSpec(**mlp), custom=custom, hyperparameters=hyperparameters, resources=resources)

@@ -71,6 +71,7 @@ class Job:
     create_time: datetime.datetime | None = None
     start_time: datetime.datetime | None = None
     end_time: datetime.datetime | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class TrainStore(Protocol):
         error: str | None = None,
         model_version: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> Job:
         """Move a job to ``state`` (FailedPrecondition unless :data:`TRANSITIONS` and
         ``expected`` allow it), recording a state event."""

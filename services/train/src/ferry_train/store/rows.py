@@ -25,6 +25,7 @@ jobs = sa.Table(
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("start_time", sa.DateTime(timezone=True), nullable=True),
     sa.Column("end_time", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("environment", sa.JSON(), nullable=False, server_default=sa.text("'{}'")),
     sa.Index("ix_training_jobs_state_create", "state", "create_time"),
     sa.Index("ix_training_jobs_create", "create_time", "job_id"),
 )

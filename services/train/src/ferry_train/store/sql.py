@@ -54,6 +54,7 @@ def _job(row: RowMapping) -> Job:
         create_time=_utc(row["create_time"]),
         start_time=_utc(row["start_time"]),
         end_time=_utc(row["end_time"]),
+        environment=dict(row["environment"] or {}),
     )
 
 
@@ -178,6 +179,7 @@ class SqlTrainStore:
         error: str | None = None,
         model_version: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> Job:
         with self._database.writes.begin() as session:
             row = self._locked(session, job_id)
@@ -200,6 +202,8 @@ class SqlTrainStore:
                 values["model_version"] = model_version
             if metrics is not None:
                 values["metrics"] = dict(metrics)
+            if environment is not None:
+                values["environment"] = dict(environment)
             return self._update(session, job_id, **values)
 
     def record_epoch(self, job_id: str, epoch: int, metrics: Mapping[str, float], checkpoint_uri: str) -> int:
