@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator
+from importlib.metadata import version as version_of
 
 import grpc
 import numpy as np
@@ -199,6 +200,7 @@ def test_a_custom_lightning_module_trains_exports_and_repeats_to_the_same_metric
         assert [job.state for job in done] == [pb.TrainingJob.STATE_SUCCEEDED] * 2, [job.error for job in done]
         assert done[0].model.custom.entry_point == "penguin_models.wide:WideAndDeep"
         assert set(done[0].metrics) >= {"train_loss", "val_mae"}
+        assert done[0].package_versions["torch"] == version_of("torch")
         # Reproducible on CPU: the same spec on the same data gives the same metrics.
         for name, value in done[0].metrics.items():
             assert done[1].metrics[name] == pytest.approx(value, abs=1e-6), name
