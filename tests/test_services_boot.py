@@ -75,7 +75,12 @@ def test_service_boots_serves_health_and_reflection_and_drains(booted: tuple[str
 # RPCs that later issues fill; until then they must answer UNIMPLEMENTED, never crash.
 # (train: every RPC is served; services/train/tests/test_service.py covers them.)
 UNFILLED = {
-    "serve": ("/ferry.serve.v1.ServeService/GetDeployment", "ferry.serve.v1.serve_pb2", "GetDeploymentRequest"),
+    # Serve never passes Triton's repository RPCs through (DESIGN.md "Wire conventions").
+    "serve": (
+        "/inference.GRPCInferenceService/RepositoryIndex",
+        "tritonclient.grpc.service_pb2",
+        "RepositoryIndexRequest",
+    ),
     "monitor": (
         "/ferry.monitor.v1.MonitorService/GetLatencySummary",
         "ferry.monitor.v1.monitor_pb2",

@@ -18,17 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton_grpc
 from google.protobuf import text_format
-from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from ferry.registry.v1 import registry_pb2
 from ferry_common.errors import FailedPrecondition, InvalidArgument
+from ferry_serve.testing import tiny_classifier
 from ferry_serve.triton import (
     Batching,
     EmbeddedTriton,
@@ -47,54 +46,12 @@ from ferry_serve.triton import (
 pytestmark = pytest.mark.xdist_group("triton")  # one Triton per module, on one worker
 
 T = TypeVar("T")
-CLASSES = ["setosa", "versicolor", "virginica"]
 SIGNATURE = Signature(
     inputs=(TensorSpec("x", "FP32", (-1, 1)), TensorSpec("color", "BYTES", (-1, 1))),
     outputs=(TensorSpec("probabilities", "FP32", (-1, 3)), TensorSpec("label", "BYTES", (-1, 1))),
 )
 ROWS_X = np.array([[0.5], [-2.0], [3.0], [0.0]], dtype=np.float32)
 ROWS_COLOR = np.array([[b"red"], [b"green"], [b"blue"], [b"unseen"]], dtype=np.object_)
-
-
-def tiny_classifier(bias: float = 0.0) -> bytes:
-    """A classifier built like train's export: string lookup, linear layer, softmax, class names."""
-    inputs = [
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1]),
-        helper.make_tensor_value_info("color", TensorProto.STRING, ["batch", 1]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3]),
-        helper.make_tensor_value_info("label", TensorProto.STRING, ["batch", 1]),
-    ]
-    initializers = [
-        numpy_helper.from_array(np.array([[1.0, -1.0, 0.5]], dtype=np.float32), "w"),
-        numpy_helper.from_array(np.array([[0.0, 0.3, -0.2 + bias]], dtype=np.float32), "b"),
-        numpy_helper.from_array(np.array([[0.7, -0.4, 0.1]], dtype=np.float32), "wc"),
-        numpy_helper.from_array(np.array(CLASSES, dtype=np.object_), "classes"),
-    ]
-    nodes = [
-        helper.make_node(
-            "LabelEncoder",
-            ["color"],
-            ["code"],
-            domain="ai.onnx.ml",
-            keys_strings=["red", "green", "blue"],
-            values_floats=[1.0, 2.0, 3.0],
-            default_float=0.0,
-        ),
-        helper.make_node("MatMul", ["x", "w"], ["xw"]),
-        helper.make_node("MatMul", ["code", "wc"], ["cw"]),
-        helper.make_node("Add", ["xw", "cw"], ["sum"]),
-        helper.make_node("Add", ["sum", "b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=1),
-        helper.make_node("Gather", ["classes", "index"], ["label"], axis=0),
-    ]
-    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 9
-    onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
 
 
 def onnxruntime_outputs(onnx_bytes: bytes, x: np.ndarray, color: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -255,7 +255,7 @@ class WatchAlertsRequest(_message.Message):
     def __init__(self, since_sequence: _Optional[int] = ...) -> None: ...
 
 class InferenceRecord(_message.Message):
-    __slots__ = ("request_id", "deployment", "model_version", "route", "time", "inputs", "outputs", "latency_ms")
+    __slots__ = ("request_id", "deployment", "model_version", "route", "time", "inputs", "outputs", "latency_ms", "shadow_comparison")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +264,7 @@ class InferenceRecord(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_COMPARISON_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     deployment: str
     model_version: str
@@ -272,7 +273,22 @@ class InferenceRecord(_message.Message):
     inputs: _struct_pb2.Struct
     outputs: _struct_pb2.Struct
     latency_ms: float
-    def __init__(self, request_id: _Optional[str] = ..., deployment: _Optional[str] = ..., model_version: _Optional[str] = ..., route: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    shadow_comparison: ShadowComparison
+    def __init__(self, request_id: _Optional[str] = ..., deployment: _Optional[str] = ..., model_version: _Optional[str] = ..., route: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., latency_ms: _Optional[float] = ..., shadow_comparison: _Optional[_Union[ShadowComparison, _Mapping]] = ...) -> None: ...
+
+class ShadowComparison(_message.Message):
+    __slots__ = ("primary_model_version", "primary_latency_ms", "max_abs_diff", "agreement", "error")
+    PRIMARY_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    primary_model_version: str
+    primary_latency_ms: float
+    max_abs_diff: float
+    agreement: float
+    error: str
+    def __init__(self, primary_model_version: _Optional[str] = ..., primary_latency_ms: _Optional[float] = ..., max_abs_diff: _Optional[float] = ..., agreement: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class RecordInferencesRequest(_message.Message):
     __slots__ = ("records",)

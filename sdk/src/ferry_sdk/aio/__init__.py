@@ -7,7 +7,8 @@ async with aio.RegistryClient() as registry:
 """
 
 from ferry_sdk.aio._ingest import IngestClient
+from ferry_sdk.aio._monitor import MonitorClient
 from ferry_sdk.aio._registry import AliasWatch, RegistryClient
 from ferry_sdk.aio._train import TrainClient, TrainingJobWatch
 
-__all__ = ["AliasWatch", "IngestClient", "RegistryClient", "TrainClient", "TrainingJobWatch"]
+__all__ = ["AliasWatch", "IngestClient", "MonitorClient", "RegistryClient", "TrainClient", "TrainingJobWatch"]

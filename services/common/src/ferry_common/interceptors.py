@@ -109,7 +109,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             }
             if code is grpc.StatusCode.INTERNAL and error is not None:
                 _log.error("rpc", **fields, exc_info=error)
-            elif quiet:
+            elif quiet and code is grpc.StatusCode.OK:
                 _log.debug("rpc", **fields)
             else:
                 _log.info("rpc", **fields)

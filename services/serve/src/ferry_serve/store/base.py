@@ -70,3 +70,9 @@ class ServeStore(Protocol):
 
     def current_revision(self) -> int:
         """The newest revision committed."""
+
+    def alias_revision(self) -> int:
+        """The last registry alias event any replica acted on (0 before the first)."""
+
+    def record_alias_revision(self, revision: int) -> None:
+        """Raise the stored alias revision to ``revision`` (never lowers it)."""

@@ -23,6 +23,9 @@ serve_state = sa.Table(
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("revision", sa.BigInteger(), nullable=False),
+    # The last registry alias event (WatchAliases revision) serve acted on: a restarted
+    # serve resumes its watch after it (every replica raises it, never lowers it).
+    sa.Column("alias_revision", sa.BigInteger(), nullable=False),
 )
 
 deployments = sa.Table(

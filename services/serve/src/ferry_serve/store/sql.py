@@ -275,6 +275,23 @@ class SqlServeStore:
                 sa.insert(tombstones).values(revision=revision, deployment_id=deployment_id, delete_time=_now())
             )
 
+    # ---------------------------------------------------------------- registry alias watch
+
+    def alias_revision(self) -> int:
+        """The last registry alias event any replica acted on (0 before the first)."""
+        with self._database.reads.begin() as session:
+            query = sa.select(serve_state.c.alias_revision).where(serve_state.c.id == 1)
+            return int(session.execute(query).scalar_one())
+
+    def record_alias_revision(self, revision: int) -> None:
+        """Raise the stored alias revision to ``revision`` (never lowers it)."""
+        with self._database.writes.begin() as session:
+            session.execute(
+                sa.update(serve_state)
+                .where(serve_state.c.id == 1, serve_state.c.alias_revision < revision)
+                .values(alias_revision=revision)
+            )
+
     # ---------------------------------------------------------------- change feed
 
     def current_revision(self) -> int:

@@ -21,9 +21,10 @@ def upgrade() -> None:
         "serve_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("revision", sa.BigInteger(), nullable=False),
+        sa.Column("alias_revision", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_serve_state"),
     )
-    op.bulk_insert(state, [{"id": 1, "revision": 0}])
+    op.bulk_insert(state, [{"id": 1, "revision": 0, "alias_revision": 0}])
     op.create_table(
         "deployments",
         sa.Column("deployment_id", sa.String(63), nullable=False),
