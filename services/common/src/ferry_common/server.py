@@ -154,6 +154,10 @@ async def start_server(
 
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # grpcio-health reports the server ("") SERVING from the start: not before the on_start
+    # hooks ran (serve re-applies its deployments there), or a caller would be told too early.
+    for name in ("", *definition.service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     names = [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
 

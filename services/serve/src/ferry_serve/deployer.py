@@ -408,12 +408,12 @@ class Deployer:
         """
         watch = self._registry.watch_aliases(since_revision=since)
         stopping = asyncio.ensure_future(self._stopping.wait())
+        next_event: asyncio.Future[registry_pb2.AliasEvent] | None = None
         try:
             while not self._stopping.is_set():
                 next_event = asyncio.ensure_future(watch.__anext__())
                 done, _ = await asyncio.wait({next_event, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if next_event not in done:
-                    next_event.cancel()
                     return
                 try:
                     event = next_event.result()
@@ -422,11 +422,17 @@ class Deployer:
                 except sdk_errors.FerryError as error:
                     _log.error("alias watch ended", error=error.message)
                     return
+                next_event = None
                 await self._on_alias_event(event)
                 await on_revision(int(event.revision))
         finally:
             watch.cancel()
             stopping.cancel()
+            if next_event is not None:
+                next_event.cancel()
+                # The watch ends its pending read with StopAsyncIteration once cancelled.
+                with contextlib.suppress(BaseException):
+                    await next_event
 
     async def _on_alias_event(self, event: registry_pb2.AliasEvent) -> None:
         parts = event.alias.split("/")  # models/{model}/aliases/{alias}
