@@ -55,7 +55,7 @@ class Stack:
 def stack(tmp_path: pathlib.Path) -> Iterator[Stack]:
     addresses = {name: f"127.0.0.1:{free_port()}" for name in ("registry", "serve", "monitor")}
     common = {f"FERRY_{name.upper()}_ADDRESS": address for name, address in addresses.items()}
-    common |= {"OTEL_TRACES_EXPORTER": "none", "FERRY_SERVE_POLL_MS": "100"}
+    common |= {"OTEL_TRACES_EXPORTER": "none", "FERRY_SERVE_POLL_MS": "100", "FERRY_SERVE_MAX_REQUEST_BYTES": "65536"}
     started: dict[str, ServiceProcess] = {}
     try:
         for name in ("registry", "serve"):
@@ -154,6 +154,22 @@ def test_a_deployment_follows_its_alias_and_answers_tritonclient(stack: Stack) -
     # 2,000 draws at p = 0.3: the standard deviation is about 0.0102; 4.5 of them either side.
     assert 0.254 < canary_share < 0.346, canary_share
     assert infer(client, "iris", version="1").get_response().model_version == "1"
+
+    # Turning dynamic batching on loads new Triton models beside the serving ones.
+    current = stack.deployments.GetDeployment(pb.GetDeploymentRequest(name="deployments/iris"), timeout=30)
+    batched = stack.deployments.UpdateDeployment(
+        pb.UpdateDeploymentRequest(
+            deployment=pb.Deployment(
+                name="deployments/iris", etag=current.etag, batching=pb.Batching(enabled=True, max_batch_size=8)
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["batching"]),
+        ),
+        timeout=120,
+    )
+    assert batched.state == pb.Deployment.STATE_READY, batched.message
+    assert batched.batching.enabled and batched.batching.max_batch_size == 8
+    assert client.get_model_config("iris").config.max_batch_size == 8
+    np.testing.assert_allclose(infer(client, "iris", version="2").as_numpy("probabilities"), expected(2)[0], rtol=1e-6)
     client.close()
 
 
@@ -186,6 +202,12 @@ def test_bad_requests_get_clean_statuses_naming_the_field(stack: Stack) -> None:
     missing[0].set_data_from_numpy(X)
     error = failure(lambda: client.infer("flowers", missing))
     assert error.status() == "StatusCode.INVALID_ARGUMENT" and "'color'" in error.message()
+
+    big = [grpcclient.InferInput("x", [20000, 1], "FP32"), grpcclient.InferInput("color", [20000, 1], "BYTES")]
+    big[0].set_data_from_numpy(np.zeros((20000, 1), dtype=np.float32))
+    big[1].set_data_from_numpy(np.full((20000, 1), b"red", dtype=np.object_))
+    error = failure(lambda: client.infer("flowers", big))
+    assert error.status() == "StatusCode.RESOURCE_EXHAUSTED" and "FERRY_SERVE_MAX_REQUEST_BYTES" in error.message()
 
     # Triton's repository RPCs are not passed through.
     error = failure(lambda: client.get_model_repository_index())
