@@ -313,3 +313,59 @@ def test_dockerfile_installs_the_local_libraries_its_service_depends_on(svc: str
         if any(re.match(rf"{re.escape(name)}\b", dependency) for dependency in dependencies):
             assert f"COPY libs/{folder}/ libs/{folder}/" in text, (svc, name)
             assert re.search(rf"pip install -c constraints\.txt .*\./libs/{folder}\b", text), (svc, name)
+
+
+def _container(deployment: str) -> dict:
+    (container,) = _find("Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _mount_of(deployment: str, claim: str) -> dict:
+    pod = _find("Deployment", deployment)["spec"]["template"]["spec"]
+    volumes = {v["name"] for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim}
+    (mount,) = [m for m in _container(deployment)["volumeMounts"] if m["name"] in volumes]
+    return mount
+
+
+def test_k8s_serve_drives_the_external_triton_through_a_shared_repository() -> None:
+    """serve writes paths Triton reads as they are: one path, one claim, one Triton at a time."""
+    config = _find("ConfigMap", "ferry-config")["data"]
+    assert config["FERRY_SERVE_TRITON_URL"] == "triton:8001"
+    assert config["FERRY_SERVE_TRITON_BACKEND"] == "onnxruntime"
+    repository = config["FERRY_SERVE_MODEL_REPOSITORY"]
+
+    serve_mount = _mount_of("serve", "triton-models")
+    triton_mount = _mount_of("triton", "triton-models")
+    assert serve_mount["mountPath"] == triton_mount["mountPath"] == repository
+    assert not serve_mount.get("readOnly", False), "serve writes the model repository"
+    assert _find("PersistentVolumeClaim", "triton-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+
+    triton = _container("triton")
+    env = {e["name"]: e for e in triton.get("env", [])}
+    # Triton's --model-repository comes from the very key serve reads.
+    assert env["FERRY_SERVE_MODEL_REPOSITORY"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "ferry-config",
+        "key": "FERRY_SERVE_MODEL_REPOSITORY",
+    }
+    args = triton["args"]
+    assert "--model-repository=$(FERRY_SERVE_MODEL_REPOSITORY)" in args
+    assert {"--model-control-mode=explicit", "--strict-readiness=false"} <= set(args)
+    http = next(p["containerPort"] for p in triton["ports"] if p["name"] == "http")
+    assert f"--http-port={http}" in args
+    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert triton["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+    host, port = config["FERRY_SERVE_TRITON_URL"].split(":")
+    grpc_port = next(p for p in _find("Service", host)["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc_port["port"] == int(port) and f"--grpc-port={int(port)}" in args
+    # Never two Tritons behind the Service (serve would not notice the empty one), nor two serves.
+    for name in ("triton", "serve"):
+        deployment = _find("Deployment", name)["spec"]
+        assert deployment["replicas"] == 1 and deployment["strategy"]["type"] == "Recreate", name
+
+    serve = _container("serve")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert serve[probe]["grpc"]["port"] == PORTS["serve"], probe
+    startup = serve["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "serve waits up to 60 s for Triton first"

@@ -27,6 +27,7 @@ __all__ = [
     "AlreadyExists",
     "Cancelled",
     "DeadlineExceeded",
+    "DeploymentFailed",
     "FailedPrecondition",
     "FerryError",
     "Internal",
@@ -88,6 +89,20 @@ class TrainingJobFailed(FerryError):
     def __init__(self, message: str, *, job: Any) -> None:
         super().__init__(message)
         self.job = job
+
+
+class DeploymentFailed(FerryError):
+    """A deployment is ``FAILED`` (raised by ``ServeClient.wait_ready``, not by a call).
+
+    Attributes:
+        deployment: the ``ferry.serve.v1.Deployment``; ``deployment.message`` says why.
+    """
+
+    default_code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str, *, deployment: Any) -> None:
+        super().__init__(message)
+        self.deployment = deployment
 
 
 class Cancelled(FerryError):
