@@ -9,7 +9,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.install-stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/buf/node_modules/.bin/buf
-PACKAGES := protos libs/profile services/common services/registry services/ingest services/train services/serve services/monitor sdk
+# sdk before the services that depend on it (ferry-sdk): listed after them, pip (25.x)
+# looks for ferry-sdk on the index instead of taking the editable copy in the same command.
+PACKAGES := protos libs/profile services/common sdk services/registry services/ingest services/train services/serve services/monitor
 INSTALL_INPUTS := constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 PYTEST_ARGS ?=
 

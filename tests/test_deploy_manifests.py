@@ -272,9 +272,18 @@ def test_dockerfile_builds_the_service_image(svc: str) -> None:
     instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert instructions[0] == "FROM python:3.11-slim"
     assert instructions[-1] == f'ENTRYPOINT ["ferry-{svc}"]'
-    for source in ("constraints.txt", "protos/", "services/common/", f"services/{svc}/"):
-        assert any(i.startswith("COPY ") and source in i for i in instructions), source
-    assert re.search(rf"pip install -c constraints\.txt \./protos \./services/common \./services/{svc}\b", text)
+    # Every local package the service's code imports is copied and installed (an image
+    # without ./sdk would fail at start with an ImportError).
+    sources = (ROOT / "services" / svc / "src").rglob("*.py")
+    code = "\n".join(path.read_text() for path in sources if path.name != "testing.py")  # test helpers aside
+    local = ["protos", "services/common", f"services/{svc}"]
+    local += ["sdk"] if "ferry_sdk" in code else []
+    local += ["libs/profile"] if "ferry_profile" in code else []
+    installs = [line for line in re.findall(r"pip install -c constraints\.txt ([^\n\\]+)", text) if "./" in line]
+    assert len(installs) == 1, installs
+    for package in local:
+        assert any(i.startswith("COPY ") and f"{package}/" in i for i in instructions), package
+        assert f"./{package}" in installs[0].split(), (package, installs[0])
     assert "-e " not in text and "--editable" not in text
     assert re.search(rf"^EXPOSE .*\b{PORTS[svc]}\b", text, flags=re.MULTILINE)
     users = [i.split()[1] for i in instructions if i.startswith("USER ")]

@@ -50,12 +50,15 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
     await asyncio.to_thread(remove_staging, config.model_repository)
     triton: TritonServer
     if config.triton_url:
-        triton = ExternalTriton(config.triton_url)
+        triton = ExternalTriton(config.triton_url, ready_timeout=config.triton_ready_seconds)
     else:
         log_dir = settings.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         triton = EmbeddedTriton(
-            settings.state_dir / "triton", config.model_repository, log_path=log_dir / "tritonserver.log"
+            settings.state_dir / "triton",
+            config.model_repository,
+            log_path=log_dir / "tritonserver.log",
+            ready_timeout=config.triton_ready_seconds,
         )
     try:
         await triton.start()

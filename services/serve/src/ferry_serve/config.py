@@ -31,6 +31,8 @@ class ServeConfig:
         sample_queue: inference samples waiting for monitor; more are dropped (and counted).
         shadow_concurrency: shadow requests in flight at once; more are dropped (and counted).
         db_threads: threads (and pooled connections) for database reads.
+        triton_ready_seconds: how long a start waits for Triton (an external GPU Triton may
+            take minutes to come up).
     """
 
     database_url: str
@@ -43,6 +45,7 @@ class ServeConfig:
     sample_queue: int = 10_000
     shadow_concurrency: int = 64
     db_threads: int = 4
+    triton_ready_seconds: int = 60
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeConfig:
@@ -66,4 +69,5 @@ class ServeConfig:
             sample_queue=settings.get_int("FERRY_SERVE_SAMPLE_QUEUE", 10_000, minimum=1),
             shadow_concurrency=settings.get_int("FERRY_SERVE_SHADOW_CONCURRENCY", 64, minimum=1),
             db_threads=settings.get_int("FERRY_SERVE_DB_THREADS", 4, minimum=1),
+            triton_ready_seconds=settings.get_int("FERRY_SERVE_TRITON_READY_TIMEOUT_SECONDS", 60, minimum=1),
         )
