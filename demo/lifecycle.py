@@ -20,7 +20,11 @@ typed clients of ``ferry_sdk``):
    the alias audit log;
 
 then stops the stack gracefully (SIGTERM to all five at once; each is reaped).
-Serving through Triton and monitoring join this walk as those services land.
+4. serve: a deployment follows ``production``; predictions through serve's Triton
+   protocol (``ServeClient.predict`` on a DataFrame); the alias moves and rolls back under
+   it (zero-downtime swaps); a 20% canary;
+
+Monitoring joins this walk when that service lands.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from rich.table import Table
 
 from ferry.registry.v1 import registry_pb2
 from ferry.train.v1 import train_pb2
-from ferry_sdk import IngestClient, RegistryClient, TrainClient, errors, stack
+from ferry_sdk import IngestClient, RegistryClient, ServeClient, TrainClient, errors, stack
 
 console = Console()
 DATASET = "wine"
@@ -155,7 +159,7 @@ def run_training_job(train: TrainClient, config: dict[str, Any], dataset_version
     return finished
 
 
-def lifecycle(ingest: IngestClient, registry: RegistryClient, train: TrainClient) -> None:
+def lifecycle(ingest: IngestClient, registry: RegistryClient, train: TrainClient, serve: ServeClient) -> None:
     step("1. ingest: upload, profile, deduplicate, recipe")
     data = wine_csv()
     version = upload_dataset(ingest, data, request_id="demo-wine-upload")
@@ -234,6 +238,56 @@ def lifecycle(ingest: IngestClient, registry: RegistryClient, train: TrainClient
             event.reason,
         )
     console.print(table)
+    serving(serve, registry, test, versions)
+
+
+def serving(serve: ServeClient, registry: RegistryClient, test: Any, versions: list[int]) -> None:
+    """Deploy the model behind Triton, predict through the gateway, and move the alias under it."""
+    step("4. serve: a deployment follows production; Triton answers through the gateway")
+    alias = f"models/{MODEL}/aliases/production"
+    try:
+        serve.get_deployment(MODEL)
+    except errors.NotFound:
+        started = time.perf_counter()
+        serve.create_deployment(model=MODEL)  # follows the alias "production"
+        console.print(
+            f"[green]✓[/green] deployments/{MODEL} created ({time.perf_counter() - started:.1f}s to load and warm)"
+        )
+    deployment = serve.wait_ready(MODEL, timeout=180)
+    console.print(f"  {deployment.message}")
+    sample = test.sample(6, random_state=0)  # rows of every cultivar
+    rows = sample.drop(columns=["target"])
+    answered = serve.predict(MODEL, rows, classes=None)
+    table = Table("row", "truth", "label (served)", title=f"predictions of version {answered.attrs['model_version']}")
+    for index, (truth, label) in enumerate(zip(sample["target"], answered["label"], strict=True)):
+        table.add_row(str(index), str(truth), str(label))
+    console.print(table)
+    console.print(f"  request id {answered.attrs['request_id']} (what monitor's feedback matches on)")
+    first, second = versions
+    current = int(registry.get_alias(alias).version)
+    other = second if current == first else first
+    registry.set_alias(alias, other, expected_version=current, reason="demo: swap under the gateway")
+    started = time.perf_counter()
+    while int(serve.predict(MODEL, rows.head(1)).attrs["model_version"]) != other:
+        time.sleep(0.1)
+    console.print(
+        f"[green]✓[/green] production -> v{other}: serve loaded, warmed and switched to it in "
+        f"{time.perf_counter() - started:.1f}s (zero-downtime swap)"
+    )
+    registry.rollback_alias(alias, reason="demo: back to the better model")
+    while int(serve.predict(MODEL, rows.head(1)).attrs["model_version"]) != current:
+        time.sleep(0.1)
+    console.print(f"[green]✓[/green] rolled back: serve answers with v{current} again")
+    serve.update_deployment(MODEL, canary=(other, 20))
+    counts: dict[int, int] = {}
+    for _ in range(200):
+        version = int(serve.predict(MODEL, rows.head(1)).attrs["model_version"])
+        counts[version] = counts.get(version, 0) + 1
+    console.print(
+        f"[green]✓[/green] canary v{other} at 20%: {counts.get(other, 0)} of 200 requests, "
+        f"v{current}: {counts.get(current, 0)}"
+    )
+    serve.update_deployment(MODEL, canary=None)
 
 
 def score_downloaded(registry: RegistryClient, version: registry_pb2.ModelVersion, test: Any) -> float:
@@ -275,8 +329,9 @@ def main() -> int:
             IngestClient(addresses["ingest"]) as ingest,
             RegistryClient(addresses["registry"]) as registry,
             TrainClient(addresses["train"]) as train,
+            ServeClient(addresses["serve"]) as serve,
         ):
-            lifecycle(ingest, registry, train)
+            lifecycle(ingest, registry, train, serve)
     except stack.StackError as exc:
         console.print(f"[red]✗ {exc}[/red]")
         return 1
