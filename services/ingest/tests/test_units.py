@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pathlib
 
+import grpc.aio
 import pytest
 
 from ferry_common.errors import InvalidArgument
+from ferry_ingest.memory import bound_receive_window
 from ferry_ingest.recipe import Filter, Recipe, Split, SplitPart, content_hash
 from ferry_ingest.sql_import import check_query
 from ferry_ingest.store.sql import _MIGRATIONS as MIGRATIONS
@@ -81,3 +83,16 @@ def test_head_revision_matches_the_migration_scripts(tmp_path: pathlib.Path) -> 
     finally:
         store.close()
     SqlDatasetStore.open(f"sqlite:///{tmp_path / 'ingest.db'}").close()  # a second start needs no migration
+
+
+def test_servers_made_after_bound_receive_window_have_no_bdp_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, object]] = []
+    monkeypatch.setattr(grpc.aio, "server", lambda **kwargs: made.append(kwargs))
+    bound_receive_window()
+    bound_receive_window()  # once only: the option is not added twice
+    grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=[])
+    grpc.aio.server()
+    assert made == [
+        {"options": [("grpc.so_reuseport", 0), ("grpc.http2.bdp_probe", 0)], "interceptors": []},
+        {"options": [("grpc.http2.bdp_probe", 0)]},
+    ]

@@ -11,7 +11,7 @@ from ferry_common.objectstore import open_object_store
 from ferry_common.server import ServiceDefinition, run
 from ferry_common.settings import Settings
 from ferry_ingest.config import IngestConfig
-from ferry_ingest.memory import keep_pandas_out, tune_allocators
+from ferry_ingest.memory import bound_receive_window, keep_pandas_out, tune_allocators
 from ferry_ingest.service import IngestService
 from ferry_ingest.servicer import IngestServicer
 from ferry_ingest.store.sql import SqlDatasetStore, open_database
@@ -48,6 +48,7 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
 def main() -> None:
     keep_pandas_out()
     tune_allocators()
+    bound_receive_window()
     run("ingest", build)
 
 

@@ -20,6 +20,21 @@ few row groups of a long conversion, so freed heap does not accumulate across re
 
 Measured on a 1 GB CSV upload in the shared environment: peak RSS 235-280 MB instead
 of about 430 MB, same throughput.
+
+:func:`bound_receive_window` keeps gRPC from buffering an upload the process has not
+read yet. With gRPC's default BDP probing, the server's HTTP/2 receive window grows
+with the bandwidth it measures; on loopback that is hundreds of megabytes per second,
+so whenever the event loop falls behind the sender (the process starved of CPU by its
+neighbours, e.g. the test suite's torch workers on a 2-core runner) the transport reads
+the sender's data ahead into heap slices. The 1 GB upload then peaked anywhere between
+250 and 650 MB from one run to the next, all of the extra while receiving: live small
+allocations in the glibc arenas (up to 175 MB in use, against about 55 MB normally),
+not Arrow memory (under 12 MB). A bare gRPC server reading 4 MiB messages 0.1 s apart
+reached 300 MB resident with the probe, 56 MB without it. Without it the window stays
+at its default and a message is let in when the servicer asks for it (gRPC then
+announces the window that message needs), so in flight there is about one message.
+Throughput on loopback is bounded by conversion; over a long, fast network a fixed
+window may cost upload speed (not measured yet: bench/ingest runs on loopback).
 """
 
 from __future__ import annotations
@@ -28,10 +43,12 @@ import ctypes
 import ctypes.util
 import importlib.abc
 import sys
+from typing import Any
 
+import grpc.aio
 import pyarrow as pa
 
-__all__ = ["keep_pandas_out", "release_free_memory", "tune_allocators"]
+__all__ = ["bound_receive_window", "keep_pandas_out", "release_free_memory", "tune_allocators"]
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -88,3 +105,25 @@ def tune_allocators(mmap_threshold: int = 256 * 1024, arena_max: int = 2) -> Non
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
     mallopt(_M_ARENA_MAX, arena_max)
+
+
+_NO_BDP_PROBE = ("grpc.http2.bdp_probe", 0)
+
+
+def bound_receive_window() -> None:
+    """Make gRPC servers made from now on in this process run without BDP probing (see above).
+
+    The shared server (:func:`ferry_common.server.start_server`) builds its option list
+    itself; the option is added to whatever servers this process creates, once, before
+    :func:`ferry_common.server.run`.
+    """
+    create = grpc.aio.server
+    if getattr(create, "_ferry_bounded", False):
+        return
+
+    def server(*args: Any, **kwargs: Any) -> grpc.aio.Server:
+        kwargs["options"] = [*(kwargs.get("options") or ()), _NO_BDP_PROBE]
+        return create(*args, **kwargs)
+
+    server._ferry_bounded = True  # type: ignore[attr-defined]
+    grpc.aio.server = server

@@ -52,7 +52,7 @@ def decode_init_args(init_args: Mapping[str, str]) -> dict[str, Any]:
             raise InvalidArgument(f"{field}: the value is longer than 10000 characters", field=field)
         try:
             decoded[key] = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             raise InvalidArgument(
                 f"{field}: {text[:80]!r} is not JSON (write strings quoted: '\"relu\"')", field=field
             ) from None

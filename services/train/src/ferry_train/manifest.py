@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ferry_common.errors import FailedPrecondition, InvalidArgument
+from ferry_common.names import shorten
 from ferry_common.settings import Settings
 
 __all__ = [
@@ -266,14 +267,16 @@ def _validate(job: JobManifestSpec, settings: ManifestSettings) -> tuple[str, st
     accelerator = job.accelerator or "cpu"
     if accelerator not in ACCELERATORS:
         raise InvalidArgument(
-            f"resources.accelerator {job.accelerator!r} is not one of {', '.join(ACCELERATORS)}",
+            f"resources.accelerator {shorten(job.accelerator)} is not one of {', '.join(ACCELERATORS)}",
             field="training_job.resources.accelerator",
         )
     image = job.image or settings.image
     if not image or any(c.isspace() for c in image):
-        raise InvalidArgument(f"image {image!r} is not a container image reference", field="image")
+        raise InvalidArgument(f"image {shorten(image)} is not a container image reference", field="image")
     if job.namespace and not _DNS_1123.fullmatch(job.namespace):
-        raise InvalidArgument(f"namespace {job.namespace!r} is not a Kubernetes namespace name", field="namespace")
+        raise InvalidArgument(
+            f"namespace {shorten(job.namespace)} is not a Kubernetes namespace name", field="namespace"
+        )
     if not settings.object_store_url.startswith("s3://"):
         # Pods on several nodes share no directory: checkpoints and exports must go to S3.
         raise FailedPrecondition(

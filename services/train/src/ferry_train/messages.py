@@ -133,7 +133,7 @@ def spec_from_proto(job: pb.TrainingJob) -> JobSpec:
     Zero means "the default" for the numbers proto3 cannot mark as unset (epochs, batch
     size, learning rate, devices, nodes); negative values are refused.
     """
-    parse_version_name(f"{_PREFIX}.dataset_version", job.dataset_version, "datasets", latest=False)
+    dataset, number = parse_version_name(f"{_PREFIX}.dataset_version", job.dataset_version, "datasets", latest=False)
     if job.task not in _TASKS:
         field = f"{_PREFIX}.task"
         raise InvalidArgument(f"{field}: must be TASK_CLASSIFICATION or TASK_REGRESSION", field=field)
@@ -141,7 +141,8 @@ def spec_from_proto(job: pb.TrainingJob) -> JobSpec:
     parse_name(f"{_PREFIX}.register_model", job.register_model, "models/{model}")
     mlp, custom = _model(job.model)
     return JobSpec(
-        dataset_version=job.dataset_version,
+        # Canonical (``versions/01`` is ``versions/1``): the job shows it, lineage records it.
+        dataset_version=f"datasets/{dataset}/versions/{number}",
         training_split=fields.name(f"{_PREFIX}.training_split", job.training_split or "train"),
         validation_split=fields.name(f"{_PREFIX}.validation_split", job.validation_split or "validation"),
         target=fields.name(f"{_PREFIX}.target", job.target),

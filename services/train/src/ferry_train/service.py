@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Protocol
 from ferry.ingest.v1 import ingest_pb2
 from ferry_common.database import DatabaseRunner
 from ferry_common.errors import FailedPrecondition, FerryError, InvalidArgument, NotFound, Unavailable
+from ferry_common.names import shorten
 from ferry_common.pagination import Pages
 from ferry_sdk import errors as sdk_errors
 from ferry_train.entry_point import ENTRY_POINT_FIELD, decode_init_args
@@ -200,13 +202,17 @@ class TrainService:
                 process.communicate(json.dumps(init_args).encode()), _ENTRY_POINT_CHECK_TIMEOUT
             )
         except TimeoutError:
-            process.kill()
-            await process.wait()
             raise InvalidArgument(
                 f"{ENTRY_POINT_FIELD}: importing {spec.custom.entry_point!r} took longer than "
                 f"{_ENTRY_POINT_CHECK_TIMEOUT:.0f} s",
                 field=ENTRY_POINT_FIELD,
             ) from None
+        finally:
+            # Also when the call is cancelled (client deadline, disconnect): a module that
+            # hangs while importing must not leave its interpreter behind.
+            if process.returncode is None:
+                process.kill()
+                await asyncio.shield(process.wait())
         try:
             verdict = json.loads(out.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -298,7 +304,14 @@ class TrainService:
     ) -> JobPage:
         page = Pages(token, {"filter": text, "page_size": size})
         after_time, after_id = page.position_str("after_time"), page.position_str("after_id")
-        after = (after_time, after_id) if after_time is not None and after_id is not None else None
+        after = None
+        if after_time is not None and after_id is not None:
+            try:
+                after = (datetime.datetime.fromisoformat(after_time), after_id)
+            except ValueError:
+                raise InvalidArgument(
+                    f"page_token: {shorten(token)} is not a token this service issued", field="page_token"
+                ) from None
         items = await self._runner.read(self._store.list_jobs, states, register_model, after, size + 1)
         kept, next_token = page.next(
             items,

@@ -19,7 +19,7 @@ class MlpSpec:
     """The built-in MLP: hidden layer widths and dropout."""
 
     hidden_units: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
+    dropout: float = 0.0  # the proto's default
 
 
 @dataclass(frozen=True)

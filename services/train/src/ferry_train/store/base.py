@@ -102,9 +102,13 @@ class TrainStore(Protocol):
         """A job (NotFound)."""
 
     def list_jobs(
-        self, states: frozenset[str], register_model: str | None, after: tuple[str, str] | None, limit: int
+        self,
+        states: frozenset[str],
+        register_model: str | None,
+        after: tuple[datetime.datetime, str] | None,
+        limit: int,
     ) -> list[Job]:
-        """Jobs newest first, after the ``(create_time iso, job_id)`` position, filtered."""
+        """Jobs newest first, after the ``(create_time, job_id)`` position, filtered."""
 
     def append_event(self, job_id: str, kind: str, payload: Mapping[str, Any]) -> int:
         """Append an event; returns its sequence."""

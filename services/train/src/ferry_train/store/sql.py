@@ -135,13 +135,17 @@ class SqlTrainStore:
         return _job(row)
 
     def list_jobs(
-        self, states: frozenset[str], register_model: str | None, after: tuple[str, str] | None, limit: int
+        self,
+        states: frozenset[str],
+        register_model: str | None,
+        after: tuple[datetime.datetime, str] | None,
+        limit: int,
     ) -> list[Job]:
         query = sa.select(jobs)
         if states:
             query = query.where(jobs.c.state.in_(sorted(states)))
         if after is not None:
-            time = datetime.datetime.fromisoformat(after[0])
+            time = after[0]
             query = query.where(
                 sa.or_(
                     jobs.c.create_time < time,
