@@ -27,10 +27,13 @@ def test_data_plane_calls_log_at_debug_and_control_plane_calls_at_info(tmp_path:
         capture_logs() as logs,
     ):
         inference = service_pb2_grpc.GRPCInferenceServiceStub(serve.channel())
-        with pytest.raises(grpc.RpcError):  # the data plane is not filled yet: UNIMPLEMENTED
-            inference.ServerLive(service_pb2.ServerLiveRequest(), timeout=10)
+        assert inference.ServerLive(service_pb2.ServerLiveRequest(), timeout=10).live
+        with pytest.raises(grpc.RpcError):  # a failed data-plane call is logged at info
+            inference.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=10)
         registry_pb2_grpc.RegistryServiceStub(registry.channel()).ListModels(registry_pb2.ListModelsRequest())
     data_plane = _rpc_lines(logs, "/inference.GRPCInferenceService/ServerLive")
+    refused = _rpc_lines(logs, "/inference.GRPCInferenceService/RepositoryIndex")
+    assert [entry["log_level"] for entry in refused] == ["info"]
     control_plane = _rpc_lines(logs, "/ferry.registry.v1.RegistryService/ListModels")
     assert [entry["log_level"] for entry in data_plane] == ["debug"]
     assert [entry["log_level"] for entry in control_plane] == ["info"]

@@ -15,8 +15,8 @@ class answers UNIMPLEMENTED and nothing reaches Triton.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from typing import Any
 
 import grpc
@@ -217,7 +217,8 @@ class Gateway(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         picked = routes.pick(request.model_version, self._router.draw(), self._router.draw())
         loaded = picked.loaded
         check_inputs(request, loaded.input_specs, f"deployment {deployment_id!r} version {loaded.version}")
-        request_id = request.id or uuid.uuid4().hex
+        # 32 random hex digits like uuid4().hex, at a fifth of its cost on the hot path.
+        request_id = request.id or os.urandom(16).hex()
         span = trace.get_current_span()
         span.set_attributes(
             {
