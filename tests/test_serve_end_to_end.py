@@ -19,25 +19,15 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import field_mask_pb2
 from tritonclient.utils import InferenceServerException
 
-from ferry.registry.v1 import registry_pb2
 from ferry.serve.v1 import serve_pb2 as pb
 from ferry.serve.v1 import serve_pb2_grpc
 from ferry_sdk import RegistryClient
 from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
+from ferry_serve.testing import TINY_SIGNATURE as SIGNATURE
 from ferry_serve.testing import tiny_classifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
-SIGNATURE = registry_pb2.ModelSignature(
-    inputs=[
-        registry_pb2.TensorSpec(name="x", datatype="FP32", shape=[-1, 1]),
-        registry_pb2.TensorSpec(name="color", datatype="BYTES", shape=[-1, 1]),
-    ],
-    outputs=[
-        registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3]),
-        registry_pb2.TensorSpec(name="label", datatype="BYTES", shape=[-1, 1]),
-    ],
-)
 X = np.array([[0.5], [-2.0], [3.0]], dtype=np.float32)
 COLOR = np.array([[b"red"], [b"green"], [b"blue"]], dtype=np.object_)
 VERSIONS = {1: tiny_classifier(), 2: tiny_classifier(bias=5.0)}

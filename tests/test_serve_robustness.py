@@ -26,25 +26,15 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from tritonclient.utils import InferenceServerException
 
 from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
-from ferry.registry.v1 import registry_pb2
 from ferry.serve.v1 import serve_pb2 as pb
 from ferry.serve.v1 import serve_pb2_grpc
 from ferry_sdk import RegistryClient
 from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
+from ferry_serve.testing import TINY_SIGNATURE as SIGNATURE
 from ferry_serve.testing import tiny_classifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
-SIGNATURE = registry_pb2.ModelSignature(
-    inputs=[
-        registry_pb2.TensorSpec(name="x", datatype="FP32", shape=[-1, 1]),
-        registry_pb2.TensorSpec(name="color", datatype="BYTES", shape=[-1, 1]),
-    ],
-    outputs=[
-        registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3]),
-        registry_pb2.TensorSpec(name="label", datatype="BYTES", shape=[-1, 1]),
-    ],
-)
 X = np.array([[0.5], [-2.0]], dtype=np.float32)
 COLOR = np.array([[b"red"], [b"green"]], dtype=np.object_)
 ALIAS = "models/iris/aliases/production"

@@ -17,25 +17,15 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from ferry.registry.v1 import registry_pb2
 from ferry.serve.v1 import serve_pb2 as pb
 from ferry_common.settings import Settings, load_settings
 from ferry_sdk import RegistryClient, ServeClient, ServiceProcess, aio, errors, free_port, spawn_and_wait
 from ferry_serve.testing import CLASSES, tiny_classifier
+from ferry_serve.testing import TINY_SIGNATURE as SIGNATURE
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
 
 SERVICE_ENV = {"OTEL_TRACES_EXPORTER": "none", "FERRY_LOG_FORMAT": "json", "FERRY_SHUTDOWN_GRACE_SECONDS": "5"}
-SIGNATURE = registry_pb2.ModelSignature(
-    inputs=[
-        registry_pb2.TensorSpec(name="x", datatype="FP32", shape=[-1, 1]),
-        registry_pb2.TensorSpec(name="color", datatype="BYTES", shape=[-1, 1]),
-    ],
-    outputs=[
-        registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3]),
-        registry_pb2.TensorSpec(name="label", datatype="BYTES", shape=[-1, 1]),
-    ],
-)
 VERSIONS = {1: tiny_classifier(), 2: tiny_classifier(bias=5.0)}
 BROKEN_VERSION = 3
 # Version 2 answers all three classes on these rows (setosa, virginica, versicolor, ...).

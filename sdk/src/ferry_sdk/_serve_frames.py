@@ -44,20 +44,14 @@ __all__ = [
 PROBABILITIES = "probabilities"
 LABEL = "label"
 
-_NUMPY: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
+
+def _numpy_dtype(datatype: str) -> Any:
+    """numpy's type for a fixed-size Triton datatype (tritonclient's table); None for BYTES or unknown."""
+    from tritonclient.utils import triton_to_np_dtype
+
+    return None if datatype == "BYTES" else triton_to_np_dtype(datatype)
+
+
 # Where a response that does not use raw_output_contents keeps each datatype's values.
 _CONTENTS = {
     "BOOL": "bool_contents",
@@ -148,7 +142,7 @@ def _row_label(frame: pd.DataFrame, position: int) -> str:
 
 
 def _numbers(frame: pd.DataFrame, index: int, spec: TensorMeta, where: str) -> np.ndarray[Any, Any]:
-    dtype = _NUMPY.get(spec.datatype)
+    dtype = _numpy_dtype(spec.datatype)
     if dtype is None:
         raise _invalid(index, spec, where, "predict cannot build this datatype from a column")
     series = frame[spec.name]
@@ -240,11 +234,11 @@ def _decode(tensor: Any, raw: bytes | None) -> np.ndarray[Any, Any]:
         if tensor.datatype == "BYTES":
             array = np.asarray(deserialize_bytes_tensor(raw), dtype=np.object_)
         else:
-            array = np.frombuffer(raw, dtype=_NUMPY.get(tensor.datatype, np.uint8))
+            array = np.frombuffer(raw, dtype=_numpy_dtype(tensor.datatype) or np.uint8)
     else:
         field = _CONTENTS.get(tensor.datatype)
         values = list(getattr(tensor.contents, field)) if field else []
-        array = np.array(values, dtype=np.object_ if tensor.datatype == "BYTES" else _NUMPY.get(tensor.datatype))
+        array = np.array(values, dtype=np.object_ if tensor.datatype == "BYTES" else _numpy_dtype(tensor.datatype))
     if tensor.datatype == "BYTES":
         array = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array], dtype=np.object_)
     elif np.issubdtype(array.dtype, np.floating):

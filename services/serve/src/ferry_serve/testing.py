@@ -9,9 +9,22 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["CLASSES", "tiny_classifier"]
+from ferry.registry.v1 import registry_pb2
+
+__all__ = ["CLASSES", "TINY_SIGNATURE", "tiny_classifier"]
 
 CLASSES = ["setosa", "versicolor", "virginica"]
+TINY_SIGNATURE = registry_pb2.ModelSignature(
+    inputs=[
+        registry_pb2.TensorSpec(name="x", datatype="FP32", shape=[-1, 1]),
+        registry_pb2.TensorSpec(name="color", datatype="BYTES", shape=[-1, 1]),
+    ],
+    outputs=[
+        registry_pb2.TensorSpec(name="probabilities", datatype="FP32", shape=[-1, 3]),
+        registry_pb2.TensorSpec(name="label", datatype="BYTES", shape=[-1, 1]),
+    ],
+)
+"""The registry signature of :func:`tiny_classifier`'s models."""
 
 
 def tiny_classifier(bias: float = 0.0) -> bytes:

@@ -11,33 +11,16 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import tritonclient.grpc as triton_grpc
 import tritonclient.grpc.aio as triton_aio
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from ferry_common.errors import FailedPrecondition, FerryError, InvalidArgument, NotFound, Unavailable
 from ferry_serve.triton.repository import Signature, TensorSpec
 
 __all__ = ["ModelState", "TritonControl"]
-
-_NUMPY_TYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
 
 
 @dataclass(frozen=True)
@@ -216,8 +199,8 @@ def _warm_input(spec: TensorSpec) -> triton_grpc.InferInput:
     shape = _warm_shape(spec.shape)
     if spec.datatype == "BYTES":
         data = np.full(shape, b"", dtype=np.object_)
-    elif spec.datatype in _NUMPY_TYPES:
-        data = np.zeros(shape, dtype=_NUMPY_TYPES[spec.datatype])
+    elif triton_to_np_dtype(spec.datatype) is not None:
+        data = np.zeros(shape, dtype=triton_to_np_dtype(spec.datatype))
     else:
         raise InvalidArgument(f"input {spec.name!r}: cannot build a warm-up value of {spec.datatype}")
     tensor = triton_grpc.InferInput(spec.name, shape, spec.datatype)
