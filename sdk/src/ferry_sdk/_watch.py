@@ -1,4 +1,5 @@
-"""The resume rule of ``WatchAliases``, shared by the sync and asyncio watchers.
+"""Resumable watches: the reconnecting-stream machinery every watcher shares, and the resume
+rule of ``WatchAliases``.
 
 A watch reconnects when the stream breaks with UNAVAILABLE (the registry restarted,
 drained, or the network dropped) or ends without an error, with ``since_revision`` =
@@ -9,16 +10,22 @@ an event at or below the cursor (a replay after a reconnect race) is dropped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import grpc
 
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry_sdk import errors
 
-__all__ = ["Backoff", "WatchCursor", "resumable"]
+__all__ = ["Backoff", "ResumableAsyncWatch", "ResumableWatch", "WatchCursor", "resumable"]
 
 
 @dataclass
@@ -86,3 +93,186 @@ class WatchCursor:
 def resumable(error: errors.FerryError) -> bool:
     """Whether a broken watch should reconnect rather than raise."""
     return error.code is grpc.StatusCode.UNAVAILABLE
+
+
+E = TypeVar("E")
+
+
+class ResumableWatch(Iterator[E]):
+    """A server stream that reconnects after UNAVAILABLE and resumes where it stood (blocking).
+
+    Subclasses say how to open the stream (:meth:`_start`, from their cursor), which events
+    are new (:meth:`_accept`, moving the cursor), and what an ended stream means
+    (:meth:`_ended`: ``None`` to finish, else the error to reconnect after). The machinery
+    (backoff between attempts, cancel from another thread, context manager) is here.
+    """
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+        self._call: Any = None
+        self._opened_at = 0.0
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def _start(self) -> Any:
+        """Open the server stream from the cursor."""
+        raise NotImplementedError
+
+    def _accept(self, event: E) -> bool:
+        """Whether ``event`` is new (and, if so, move the cursor past it)."""
+        raise NotImplementedError
+
+    def _ended(self) -> errors.FerryError | None:
+        """The stream ended without an error: ``None`` when the watch is over, else why to reconnect."""
+        return errors.Unavailable("the watch stream ended")
+
+    def _error(self, error: errors.FerryError) -> errors.FerryError:
+        """The error a broken stream raises (or reconnects after)."""
+        return error
+
+    def _wait_limit(self) -> float | None:
+        """The longest wait before a reconnect (``None``: the backoff's)."""
+        return None
+
+    def __iter__(self) -> ResumableWatch[E]:
+        return self
+
+    def __next__(self) -> E:
+        while not self._cancelled.is_set():
+            call = self._open()
+            try:
+                event: E = next(call)
+            except StopIteration:
+                error = self._ended()
+                if error is None:
+                    break
+            except grpc.RpcError as rpc_error:
+                if self._cancelled.is_set():
+                    break
+                error = self._error(errors.from_rpc_error(rpc_error))
+                if not resumable(error):
+                    raise error from rpc_error
+            else:
+                if self._accept(event):
+                    self._backoff.reset()
+                    return event
+                continue
+            self._reconnect_later(error)
+        self.cancel()
+        raise StopIteration
+
+    def _open(self) -> Any:
+        with self._lock:
+            if self._call is None:
+                self._call = self._start()
+                self._opened_at = time.monotonic()
+            return self._call
+
+    def _reconnect_later(self, error: errors.FerryError) -> None:
+        with self._lock:
+            self._call = None
+        if time.monotonic() - self._opened_at > self._backoff.healthy_after:
+            self._backoff.reset()  # the stream was up for a while: a fresh failure, not a long outage
+        delay = self._backoff.next_delay(error)  # raises once out of patience
+        limit = self._wait_limit()
+        self._cancelled.wait(delay if limit is None else min(delay, limit))
+
+    def cancel(self) -> None:
+        """End the watch; an iteration blocked in another thread stops."""
+        self._cancelled.set()
+        with self._lock:
+            cancel = getattr(self._call, "cancel", None)
+        if callable(cancel):
+            cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()
+
+
+class ResumableAsyncWatch(AsyncIterator[E]):
+    """:class:`ResumableWatch` for asyncio (``async for``; :meth:`cancel` ends a pending one)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+        self._call: Any = None
+        self._events: AsyncIterator[E] | None = None
+        self._opened_at = 0.0
+        self._cancelled = False
+        self._wake: asyncio.Event | None = None
+
+    def _start(self) -> Any:
+        """Open the server stream from the cursor (a grpc.aio call)."""
+        raise NotImplementedError
+
+    def _accept(self, event: E) -> bool:
+        raise NotImplementedError
+
+    async def _ended(self) -> errors.FerryError | None:
+        return errors.Unavailable("the watch stream ended")
+
+    def __aiter__(self) -> ResumableAsyncWatch[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        while not self._cancelled:
+            if self._events is None:
+                self._call = self._start()
+                self._events = self._call.__aiter__()
+                self._opened_at = time.monotonic()
+            try:
+                event = await self._events.__anext__()
+            except StopAsyncIteration:
+                error = await self._ended()
+                if error is None:
+                    break
+            except grpc.RpcError as rpc_error:
+                if self._cancelled:
+                    break
+                error = errors.from_rpc_error(rpc_error)
+                if not resumable(error):
+                    raise error from rpc_error
+            except asyncio.CancelledError:
+                if self._cancelled:
+                    break
+                raise
+            else:
+                if self._accept(event):
+                    self._backoff.reset()
+                    return event
+                continue
+            await self._reconnect_later(error)
+        self.cancel()
+        raise StopAsyncIteration
+
+    async def _reconnect_later(self, error: errors.FerryError) -> None:
+        self._call, self._events = None, None
+        if time.monotonic() - self._opened_at > self._backoff.healthy_after:
+            self._backoff.reset()  # the stream was up for a while: a fresh failure, not a long outage
+        delay = self._backoff.next_delay(error)  # raises once out of patience
+        self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    def cancel(self) -> None:
+        """End the watch; a pending ``async for`` stops."""
+        self._cancelled = True
+        if self._call is not None:
+            self._call.cancel()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def aclose(self) -> None:
+        self.cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()

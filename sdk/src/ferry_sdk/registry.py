@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import os
 import pathlib
-import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, overload
 
 import grpc
 
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry.registry.v1 import registry_pb2_grpc
-from ferry_sdk import errors
 from ferry_sdk._base import SyncClient
 from ferry_sdk._registry_messages import (
     ArtifactFormatLike,
@@ -30,7 +26,7 @@ from ferry_sdk._registry_messages import (
 )
 from ferry_sdk._sinks import Sink
 from ferry_sdk._sources import CHUNK_BYTES, Chunks, Progress, UploadInput, open_source, sha256_of
-from ferry_sdk._watch import Backoff, WatchCursor, resumable
+from ferry_sdk._watch import Backoff, ResumableWatch, WatchCursor
 
 __all__ = ["AliasWatch", "RegistryClient"]
 
@@ -353,7 +349,7 @@ class RegistryClient(SyncClient):
         return AliasWatch(self._stub, model_name(model) if model else "", since_revision, Backoff.fresh(backoff))
 
 
-class AliasWatch(Iterator[pb.AliasEvent]):
+class AliasWatch(ResumableWatch[pb.AliasEvent]):
     """A resumable ``WatchAliases`` stream (see :meth:`RegistryClient.watch_aliases`).
 
     Attributes:
@@ -363,68 +359,16 @@ class AliasWatch(Iterator[pb.AliasEvent]):
     def __init__(
         self, stub: registry_pb2_grpc.RegistryServiceStub, parent: str, since_revision: int, backoff: Backoff
     ) -> None:
+        super().__init__(backoff)
         self._stub = stub
         self._cursor = WatchCursor(parent, since_revision)
-        self._backoff = backoff
-        self._call: Any = None
-        self._opened_at = 0.0
-        self._cancelled = threading.Event()
-        self._lock = threading.Lock()
 
     @property
     def revision(self) -> int:
         return self._cursor.revision
 
-    def __iter__(self) -> AliasWatch:
-        return self
+    def _start(self) -> Any:
+        return self._stub.WatchAliases(self._cursor.request())
 
-    def __next__(self) -> pb.AliasEvent:
-        while not self._cancelled.is_set():
-            call = self._open()
-            try:
-                event: pb.AliasEvent = next(call)
-            except StopIteration:
-                error: errors.FerryError = errors.Unavailable("the watch stream ended")
-            except grpc.RpcError as rpc_error:
-                if self._cancelled.is_set():
-                    break
-                error = errors.from_rpc_error(rpc_error)
-                if not resumable(error):
-                    raise error from rpc_error
-            else:
-                if self._cursor.accept(event):
-                    self._backoff.reset()
-                    return event
-                continue
-            self._reconnect_later(error)
-        raise StopIteration
-
-    def _open(self) -> Any:
-        with self._lock:
-            if self._call is None:
-                self._call = self._stub.WatchAliases(self._cursor.request())
-                self._opened_at = time.monotonic()
-            return self._call
-
-    def _reconnect_later(self, error: errors.FerryError) -> None:
-        with self._lock:
-            self._call = None
-        if time.monotonic() - self._opened_at > self._backoff.healthy_after:
-            self._backoff.reset()  # the stream was up for a while: a fresh failure, not a long outage
-        self._cancelled.wait(self._backoff.next_delay(error))
-
-    def cancel(self) -> None:
-        """End the watch; an iteration blocked in another thread stops."""
-        self._cancelled.set()
-        with self._lock:
-            cancel = getattr(self._call, "cancel", None)
-        if callable(cancel):
-            cancel()
-
-    def __enter__(self) -> AliasWatch:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cancel()
+    def _accept(self, event: pb.AliasEvent) -> bool:
+        return self._cursor.accept(event)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -15,7 +13,7 @@ from ferry.train.v1 import train_pb2_grpc
 from ferry_sdk import errors
 from ferry_sdk._base import SyncClient
 from ferry_sdk._train_messages import JobCursor, TaskLike, failed_error, job_name, job_request
-from ferry_sdk._watch import Backoff, resumable
+from ferry_sdk._watch import Backoff, ResumableWatch, resumable
 
 __all__ = ["TrainClient", "TrainingJobWatch"]
 
@@ -199,7 +197,7 @@ class TrainClient(SyncClient):
         return str(response.yaml)
 
 
-class TrainingJobWatch(Iterator[pb.TrainingJobEvent]):
+class TrainingJobWatch(ResumableWatch[pb.TrainingJobEvent]):
     """A resumable ``WatchTrainingJob`` stream (see :meth:`TrainClient.watch_training_job`).
 
     Attributes:
@@ -215,14 +213,10 @@ class TrainingJobWatch(Iterator[pb.TrainingJobEvent]):
         *,
         deadline: float | None,
     ) -> None:
+        super().__init__(backoff)
         self._stub = stub
         self._cursor = JobCursor(name, since_sequence)
-        self._backoff = backoff
         self._deadline = deadline
-        self._call: Any = None
-        self._opened_at = 0.0
-        self._cancelled = threading.Event()
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -232,37 +226,31 @@ class TrainingJobWatch(Iterator[pb.TrainingJobEvent]):
     def sequence(self) -> int:
         return self._cursor.sequence
 
-    def __iter__(self) -> TrainingJobWatch:
-        return self
+    def _start(self) -> Any:
+        return self._stub.WatchTrainingJob(self._cursor.request(), timeout=self._remaining())
 
-    def __next__(self) -> pb.TrainingJobEvent:
-        while not self._cancelled.is_set():
-            call = self._open()
-            try:
-                event: pb.TrainingJobEvent = next(call)
-            except StopIteration:
-                try:
-                    if self._cursor.finished(self._get()):
-                        break
-                    error: errors.FerryError = errors.Unavailable("the watch stream ended before the job did")
-                except errors.FerryError as get_error:
-                    if not resumable(get_error):
-                        raise
-                    error = get_error
-            except grpc.RpcError as rpc_error:
-                if self._cancelled.is_set():
-                    break
-                error = self._named(errors.from_rpc_error(rpc_error))
-                if not resumable(error):
-                    raise error from rpc_error
-            else:
-                if self._cursor.accept(event):
-                    self._backoff.reset()
-                    return event
-                continue
-            self._reconnect_later(error)
-        self.cancel()
-        raise StopIteration
+    def _accept(self, event: pb.TrainingJobEvent) -> bool:
+        return self._cursor.accept(event)
+
+    def _ended(self) -> errors.FerryError | None:
+        # The server ends the stream once the job is final: check, since a drained
+        # server ends it too.
+        try:
+            if self._cursor.finished(self._get()):
+                return None
+            return errors.Unavailable("the watch stream ended before the job did")
+        except errors.FerryError as get_error:
+            if not resumable(get_error):
+                raise
+            return get_error
+
+    def _error(self, error: errors.FerryError) -> errors.FerryError:
+        if error.code is grpc.StatusCode.DEADLINE_EXCEEDED and self._deadline is not None:
+            return errors.DeadlineExceeded(f"training job {self.name!r} is not final yet (watch timed out)")
+        return error
+
+    def _wait_limit(self) -> float | None:
+        return self._remaining()
 
     def _remaining(self) -> float | None:
         if self._deadline is None:
@@ -272,48 +260,11 @@ class TrainingJobWatch(Iterator[pb.TrainingJobEvent]):
             raise errors.DeadlineExceeded(f"training job {self.name!r} is not final yet (watch timed out)")
         return remaining
 
-    def _named(self, error: errors.FerryError) -> errors.FerryError:
-        if error.code is grpc.StatusCode.DEADLINE_EXCEEDED and self._deadline is not None:
-            return errors.DeadlineExceeded(f"training job {self.name!r} is not final yet (watch timed out)")
-        return error
-
     def _get(self) -> pb.TrainingJob:
         try:
             job: pb.TrainingJob = self._stub.GetTrainingJob(
                 pb.GetTrainingJobRequest(name=self.name), timeout=self._remaining() or 30.0
             )
         except grpc.RpcError as rpc_error:
-            raise self._named(errors.from_rpc_error(rpc_error)) from rpc_error
+            raise self._error(errors.from_rpc_error(rpc_error)) from rpc_error
         return job
-
-    def _open(self) -> Any:
-        with self._lock:
-            if self._call is None:
-                self._call = self._stub.WatchTrainingJob(self._cursor.request(), timeout=self._remaining())
-                self._opened_at = time.monotonic()
-            return self._call
-
-    def _reconnect_later(self, error: errors.FerryError) -> None:
-        with self._lock:
-            self._call = None
-        if time.monotonic() - self._opened_at > self._backoff.healthy_after:
-            self._backoff.reset()
-        delay = self._backoff.next_delay(error)
-        remaining = self._remaining()
-        self._cancelled.wait(delay if remaining is None else min(delay, remaining))
-
-    def cancel(self) -> None:
-        """End the watch; an iteration blocked in another thread stops."""
-        self._cancelled.set()
-        with self._lock:
-            cancel = getattr(self._call, "cancel", None)
-        if callable(cancel):
-            cancel()
-
-    def __enter__(self) -> TrainingJobWatch:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cancel()

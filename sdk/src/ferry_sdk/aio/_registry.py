@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pathlib
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from types import TracebackType
 from typing import Any, overload
 
 import grpc
@@ -16,7 +13,6 @@ import grpc.aio
 
 from ferry.registry.v1 import registry_pb2 as pb
 from ferry.registry.v1 import registry_pb2_grpc
-from ferry_sdk import errors
 from ferry_sdk._registry_messages import (
     ArtifactFormatLike,
     LineageLike,
@@ -31,7 +27,7 @@ from ferry_sdk._registry_messages import (
 )
 from ferry_sdk._sinks import Sink
 from ferry_sdk._sources import CHUNK_BYTES, Chunks, Progress, UploadInput, open_source, sha256_of
-from ferry_sdk._watch import Backoff, WatchCursor, resumable
+from ferry_sdk._watch import Backoff, ResumableAsyncWatch, WatchCursor
 from ferry_sdk.aio._base import AsyncClient
 from ferry_sdk.registry import SERVICE
 
@@ -303,7 +299,7 @@ class RegistryClient(AsyncClient):
         return AliasWatch(self._stub, model_name(model) if model else "", since_revision, Backoff.fresh(backoff))
 
 
-class AliasWatch(AsyncIterator[pb.AliasEvent]):
+class AliasWatch(ResumableAsyncWatch[pb.AliasEvent]):
     """A resumable ``WatchAliases`` stream for asyncio (see :meth:`ferry_sdk.RegistryClient.watch_aliases`).
 
     Attributes:
@@ -313,74 +309,16 @@ class AliasWatch(AsyncIterator[pb.AliasEvent]):
     def __init__(
         self, stub: registry_pb2_grpc.RegistryServiceStub, parent: str, since_revision: int, backoff: Backoff
     ) -> None:
+        super().__init__(backoff)
         self._stub = stub
         self._cursor = WatchCursor(parent, since_revision)
-        self._backoff = backoff
-        self._call: Any = None
-        self._events: AsyncIterator[pb.AliasEvent] | None = None
-        self._opened_at = 0.0
-        self._cancelled = False
-        self._wake: asyncio.Event | None = None
 
     @property
     def revision(self) -> int:
         return self._cursor.revision
 
-    def __aiter__(self) -> AliasWatch:
-        return self
+    def _start(self) -> Any:
+        return self._stub.WatchAliases(self._cursor.request())
 
-    async def __anext__(self) -> pb.AliasEvent:
-        while not self._cancelled:
-            if self._events is None:
-                self._call = self._stub.WatchAliases(self._cursor.request())
-                self._events = self._call.__aiter__()
-                self._opened_at = time.monotonic()
-            try:
-                event = await self._events.__anext__()
-            except StopAsyncIteration:
-                error: errors.FerryError = errors.Unavailable("the watch stream ended")
-            except grpc.RpcError as rpc_error:
-                if self._cancelled:
-                    break
-                error = errors.from_rpc_error(rpc_error)
-                if not resumable(error):
-                    raise error from rpc_error
-            except asyncio.CancelledError:
-                if self._cancelled:
-                    break
-                raise
-            else:
-                if self._cursor.accept(event):
-                    self._backoff.reset()
-                    return event
-                continue
-            await self._reconnect_later(error)
-        raise StopAsyncIteration
-
-    async def _reconnect_later(self, error: errors.FerryError) -> None:
-        self._call, self._events = None, None
-        if time.monotonic() - self._opened_at > self._backoff.healthy_after:
-            self._backoff.reset()  # the stream was up for a while: a fresh failure, not a long outage
-        delay = self._backoff.next_delay(error)  # raises once out of patience
-        self._wake = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
-
-    def cancel(self) -> None:
-        """End the watch; a pending ``async for`` stops."""
-        self._cancelled = True
-        if self._call is not None:
-            self._call.cancel()
-        if self._wake is not None:
-            self._wake.set()
-
-    async def aclose(self) -> None:
-        self.cancel()
-
-    async def __aenter__(self) -> AliasWatch:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cancel()
+    def _accept(self, event: pb.AliasEvent) -> bool:
+        return self._cursor.accept(event)

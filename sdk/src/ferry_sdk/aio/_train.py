@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -16,7 +13,7 @@ from ferry.train.v1 import train_pb2 as pb
 from ferry.train.v1 import train_pb2_grpc
 from ferry_sdk import errors
 from ferry_sdk._train_messages import JobCursor, TaskLike, failed_error, job_name, job_request
-from ferry_sdk._watch import Backoff, resumable
+from ferry_sdk._watch import Backoff, ResumableAsyncWatch, resumable
 from ferry_sdk.aio._base import AsyncClient
 from ferry_sdk.train import SERVICE
 
@@ -157,7 +154,7 @@ class TrainClient(AsyncClient):
         return str(response.yaml)
 
 
-class TrainingJobWatch(AsyncIterator[pb.TrainingJobEvent]):
+class TrainingJobWatch(ResumableAsyncWatch[pb.TrainingJobEvent]):
     """A resumable ``WatchTrainingJob`` stream for asyncio (see :meth:`ferry_sdk.TrainClient.watch_training_job`).
 
     Attributes:
@@ -165,14 +162,9 @@ class TrainingJobWatch(AsyncIterator[pb.TrainingJobEvent]):
     """
 
     def __init__(self, stub: train_pb2_grpc.TrainServiceStub, name: str, since_sequence: int, backoff: Backoff) -> None:
+        super().__init__(backoff)
         self._stub = stub
         self._cursor = JobCursor(name, since_sequence)
-        self._backoff = backoff
-        self._call: Any = None
-        self._events: AsyncIterator[pb.TrainingJobEvent] | None = None
-        self._opened_at = 0.0
-        self._cancelled = False
-        self._wake: asyncio.Event | None = None
 
     @property
     def name(self) -> str:
@@ -182,44 +174,21 @@ class TrainingJobWatch(AsyncIterator[pb.TrainingJobEvent]):
     def sequence(self) -> int:
         return self._cursor.sequence
 
-    def __aiter__(self) -> TrainingJobWatch:
-        return self
+    def _start(self) -> Any:
+        return self._stub.WatchTrainingJob(self._cursor.request())
 
-    async def __anext__(self) -> pb.TrainingJobEvent:
-        while not self._cancelled:
-            if self._events is None:
-                self._call = self._stub.WatchTrainingJob(self._cursor.request())
-                self._events = self._call.__aiter__()
-                self._opened_at = time.monotonic()
-            try:
-                event = await self._events.__anext__()
-            except StopAsyncIteration:
-                try:
-                    if self._cursor.finished(await self._get()):
-                        break
-                    error: errors.FerryError = errors.Unavailable("the watch stream ended before the job did")
-                except errors.FerryError as get_error:
-                    if not resumable(get_error):
-                        raise
-                    error = get_error
-            except grpc.RpcError as rpc_error:
-                if self._cancelled:
-                    break
-                error = errors.from_rpc_error(rpc_error)
-                if not resumable(error):
-                    raise error from rpc_error
-            except asyncio.CancelledError:
-                if self._cancelled:
-                    break
+    def _accept(self, event: pb.TrainingJobEvent) -> bool:
+        return self._cursor.accept(event)
+
+    async def _ended(self) -> errors.FerryError | None:
+        try:
+            if self._cursor.finished(await self._get()):
+                return None
+            return errors.Unavailable("the watch stream ended before the job did")
+        except errors.FerryError as get_error:
+            if not resumable(get_error):
                 raise
-            else:
-                if self._cursor.accept(event):
-                    self._backoff.reset()
-                    return event
-                continue
-            await self._reconnect_later(error)
-        self.cancel()
-        raise StopAsyncIteration
+            return get_error
 
     async def _get(self) -> pb.TrainingJob:
         try:
@@ -227,31 +196,3 @@ class TrainingJobWatch(AsyncIterator[pb.TrainingJobEvent]):
         except grpc.RpcError as rpc_error:
             raise errors.from_rpc_error(rpc_error) from rpc_error
         return job
-
-    async def _reconnect_later(self, error: errors.FerryError) -> None:
-        self._call, self._events = None, None
-        if time.monotonic() - self._opened_at > self._backoff.healthy_after:
-            self._backoff.reset()
-        delay = self._backoff.next_delay(error)
-        self._wake = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
-
-    def cancel(self) -> None:
-        """End the watch; a pending ``async for`` stops."""
-        self._cancelled = True
-        if self._call is not None:
-            self._call.cancel()
-        if self._wake is not None:
-            self._wake.set()
-
-    async def aclose(self) -> None:
-        self.cancel()
-
-    async def __aenter__(self) -> TrainingJobWatch:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cancel()
