@@ -92,13 +92,19 @@ class Gateway(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         try:
             return await rpc(request, timeout=remaining)
         except grpc.aio.AioRpcError as error:
-            code, details = error.code(), error.details() or ""
+            code = error.code()
+            # Triton quotes request values whole (ids, names): keep the trailer small
+            # (context.abort bypasses the interceptor's cap).
+            details = _cut(error.details() or "")
             if code in _PASS_THROUGH:
                 await context.abort(code, f"{what}: {details}")
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise Unavailable(f"{what}: Triton is unavailable ({details}); retry shortly") from None
+            if code == grpc.StatusCode.NOT_FOUND and "model" in details.lower():
+                # The Triton model went away between routing and the call: a swap or a reload.
+                raise Unavailable(f"{what}: the version is being swapped or reloaded ({details}); retry") from None
             if code == grpc.StatusCode.NOT_FOUND:
-                raise Unavailable(f"{what}: the version is being swapped ({details}); retry") from None
+                await context.abort(code, f"{what}: {details}")
             raise FailedPrecondition(f"{what}: the model could not answer: {details}") from None
 
     def _version_of(self, routes: Routes, requested: str) -> LoadedVersion:
@@ -311,6 +317,11 @@ class Gateway(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
                 comparison,
             )
         )
+
+
+def _cut(text: str, limit: int = 600) -> str:
+    """``text`` cut to about ``limit`` characters, keeping its start and its end."""
+    return text if len(text) <= limit else f"{text[: limit - 160]} ... {text[-150:]}"
 
 
 def _renamed(name: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ferry_common.errors import NotFound, Unavailable
 from ferry_common.names import shorten
 from ferry_serve.domain import Deployment, Route, ServedVersion
+from ferry_serve.tensors import RequestSpecs
 from ferry_serve.triton import Signature
 
 __all__ = ["LoadedVersion", "Picked", "Router", "Routes"]
@@ -41,11 +42,14 @@ class LoadedVersion:
     signature: Signature
     inflight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
-    input_specs: Mapping[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    input_specs: RequestSpecs = field(default_factory=lambda: RequestSpecs({}))
 
     def __post_init__(self) -> None:
         self._idle.set()
-        self.input_specs = {spec.name: (spec.datatype, spec.shape) for spec in self.signature.inputs}
+        self.input_specs = RequestSpecs(
+            {spec.name: (spec.datatype, spec.shape) for spec in self.signature.inputs},
+            {spec.name: spec.datatype for spec in self.signature.outputs},
+        )
 
     def enter(self) -> None:
         self.inflight += 1
@@ -126,7 +130,9 @@ class Routes:
                 return Picked(self.canary, Route.CANARY, self._alias_of(self.canary), shadow)
             return Picked(self.primary, Route.PRIMARY, self._alias_of(self.primary), shadow)
         if requested.isdigit() and requested.isascii():
-            number = int(requested)
+            # At most 19 significant digits (64 bits): int() of thousands of digits raises.
+            significant = requested.lstrip("0")
+            number = int(significant) if 0 < len(significant) <= 19 else 0
             for loaded, route in ((self.primary, Route.PRIMARY), (self.canary, Route.CANARY)):
                 if loaded is not None and loaded.version == number:
                     return Picked(loaded, route, "", None)
@@ -138,7 +144,7 @@ class Routes:
         loaded_by_alias = self.aliases.get(requested)
         if loaded_by_alias is None:
             raise NotFound(
-                f"model_version: {shorten(requested)!r} is neither a version nor an alias that deployment "
+                f"model_version: {shorten(requested)} is neither a version nor an alias that deployment "
                 f"{self.deployment.deployment_id!r} follows (aliases: {', '.join(sorted(self.aliases)) or 'none'}; "
                 f"served: {self._served_text()})",
                 field="model_version",
@@ -179,7 +185,7 @@ class Router:
         if reason is not None:
             raise Unavailable(f"model_name: deployment {deployment_id!r} is not ready: {reason}")
         raise NotFound(
-            f"model_name: no deployment {shorten(deployment_id)!r} (model_name is a deployment id; "
+            f"model_name: no deployment {shorten(deployment_id)} (model_name is a deployment id; "
             f"deployments here: {', '.join(sorted(self._routes)) or 'none'})",
             field="model_name",
         )

@@ -18,7 +18,7 @@ from tritonclient.utils import deserialize_bytes_tensor
 from ferry_common.errors import InvalidArgument
 from ferry_common.names import shorten
 
-__all__ = ["check_inputs", "decode_inputs", "decode_outputs", "to_json_values"]
+__all__ = ["MAX_ECHOED_CHARS", "RequestSpecs", "check_inputs", "decode_inputs", "decode_outputs", "to_json_values"]
 
 ITEM_BYTES = {
     "BOOL": 1,
@@ -65,16 +65,81 @@ _CONTENTS_FIELD = {
 }
 
 
+# Triton's shared-memory parameters: serve registers no region (its shared-memory RPCs
+# answer UNIMPLEMENTED), so a tensor naming one can only fail, and Triton's NOT_FOUND for
+# the region would read as a version being swapped (UNAVAILABLE: retry) to the gateway.
+_SHARED_MEMORY_PARAMETERS = ("shared_memory_region", "shared_memory_offset", "shared_memory_byte_size")
+# Triton quotes request ids, parameter keys and output names whole in its errors, and the
+# gateway passes its message on: longer ones would not fit a client's trailers (8 KB).
+MAX_ECHOED_CHARS = 256
+
+
+class RequestSpecs(dict[str, tuple[str, tuple[int, ...]]]):
+    """What a ModelInfer request is checked against: input name -> (datatype, shape), and
+    ``outputs``: output name -> datatype."""
+
+    def __init__(
+        self, inputs: Mapping[str, tuple[str, tuple[int, ...]]], outputs: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(inputs)
+        self.outputs: Mapping[str, str] = dict(outputs or {})
+
+
+def _check_parameters(parameters: Mapping[str, Any], field: str) -> None:
+    for key in parameters:
+        if len(key) > MAX_ECHOED_CHARS:
+            raise InvalidArgument(
+                f"{field}: key {shorten(key)} is longer than {MAX_ECHOED_CHARS} characters",
+                field=field,
+            )
+    for key in _SHARED_MEMORY_PARAMETERS:
+        if key in parameters:
+            raise InvalidArgument(
+                f"{field}: {key!r}: this gateway serves no shared memory; send the tensor's data in the request",
+                field=field,
+            )
+
+
+def _check_outputs(request: service_pb2.ModelInferRequest, outputs: Mapping[str, str], where: str) -> None:
+    for index, output in enumerate(request.outputs):
+        field = f"outputs[{index}]"
+        if output.name not in outputs:
+            raise InvalidArgument(
+                f"{field}.name: {shorten(output.name)} is not an output of {where} (outputs: {', '.join(outputs)})",
+                field=f"{field}.name",
+            )
+        if not output.parameters:
+            continue
+        _check_parameters(output.parameters, f"{field}.parameters")
+        # Asked to classify a BYTES output, the bundled tritonserver dies of SIGFPE, taking
+        # every deployment down until it is restarted (found by services/serve/tests/test_fuzz.py).
+        if "classification" in output.parameters and outputs.get(output.name) == "BYTES":
+            raise InvalidArgument(
+                f"{field}.parameters: 'classification' of output {shorten(output.name)}: it is BYTES; "
+                "only numeric outputs can be ranked",
+                field=f"{field}.parameters",
+            )
+
+
 def check_inputs(
     request: service_pb2.ModelInferRequest,
-    specs: Mapping[str, tuple[str, tuple[int, ...]]],
+    specs: RequestSpecs,
     where: str,
 ) -> None:
     """Refuse a request whose inputs do not match the signature (names, datatypes, shapes, sizes).
 
     ``where`` names the deployment and version for the message. Errors name the field
-    (``inputs[1].datatype``) and the tensor.
+    (``inputs[1].datatype``) and the tensor. The requested outputs are checked too (names
+    of the signature, no ``classification`` of a BYTES output); shared-memory parameters
+    are refused, and the request id and parameter keys are at most
+    :data:`MAX_ECHOED_CHARS` characters (Triton quotes them in its errors).
     """
+    if len(request.id) > MAX_ECHOED_CHARS:
+        raise InvalidArgument(f"id: {shorten(request.id)} is longer than {MAX_ECHOED_CHARS} characters", field="id")
+    if request.parameters:
+        _check_parameters(request.parameters, "parameters")
+    if request.outputs:
+        _check_outputs(request, specs.outputs, where)
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidArgument(
@@ -85,8 +150,7 @@ def check_inputs(
         spec = specs.get(tensor.name)
         if spec is None:
             raise InvalidArgument(
-                f"inputs[{index}].name: {shorten(tensor.name)!r} is not an input of {where} "
-                f"(inputs: {', '.join(specs)})",
+                f"inputs[{index}].name: {shorten(tensor.name)} is not an input of {where} (inputs: {', '.join(specs)})",
                 field=f"inputs[{index}].name",
             )
         if tensor.name in seen:
@@ -94,6 +158,8 @@ def check_inputs(
                 f"inputs[{index}].name: {tensor.name!r} is given twice", field=f"inputs[{index}].name"
             )
         seen.add(tensor.name)
+        if tensor.parameters:
+            _check_parameters(tensor.parameters, f"inputs[{index}].parameters")
         datatype, shape = spec
         if tensor.datatype != datatype:
             raise InvalidArgument(
