@@ -9,6 +9,7 @@ the same rows.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -58,7 +59,9 @@ def model(registry_process: ServiceProcess) -> str:
     with RegistryClient(registry_process.address, settings=load_settings("registry", {})) as registry:
         registry.create_model(model_id)
         for version, artifact in {**VERSIONS, BROKEN_VERSION: b"not an onnx model"}.items():
-            made = registry.upload_model_version(model_id, artifact, format="onnx", signature=SIGNATURE)
+            # Version 1 records its class names as train does (params["classes"]); 2 does not.
+            params = {"classes": json.dumps(CLASSES)} if version == 1 else None
+            made = registry.upload_model_version(model_id, artifact, format="onnx", signature=SIGNATURE, params=params)
             assert made.version == version
         registry.set_alias(f"models/{model_id}/aliases/production", 1)
     return model_id
@@ -155,8 +158,8 @@ def test_predict_joins_the_outputs_to_the_rows(serve: ServeClient, deployment: s
     assert list(answer.index) == list(ROWS.index)
     pd.testing.assert_frame_equal(answer[list(ROWS.columns)], ROWS)
     probabilities, labels = expected(1, ROWS)
-    # Version 1 never answers virginica on these rows: the class names are not all known.
-    columns = [f"probabilities_{k}" for k in range(3)]
+    # Version 1 never answers virginica on these rows, but serve sends its recorded class names.
+    columns = [f"probability_{c}" for c in CLASSES]
     np.testing.assert_allclose(answer[columns].to_numpy(), probabilities, rtol=0, atol=1e-6)
     assert list(answer["label"]) == labels and all(isinstance(label, str) for label in answer["label"])
 
@@ -170,7 +173,7 @@ def test_predict_joins_the_outputs_to_the_rows(serve: ServeClient, deployment: s
     assert second.attrs["model_version"] == 2
     probabilities, labels = expected(2, ROWS)
     assert sorted(set(labels)) == sorted(CLASSES), "the rows must cover every class for this check"
-    # Every class is some row's answer: the columns are named after the labels.
+    # No recorded classes, but every class is some row's answer: named after the labels.
     columns = [f"probability_{c}" for c in CLASSES]
     np.testing.assert_allclose(second[columns].to_numpy(), probabilities, rtol=0, atol=1e-6)
     assert list(second["label"]) == labels

@@ -17,6 +17,7 @@ The answer is the input frame with the outputs joined, one column per ``[-1, 1]`
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -271,6 +272,20 @@ def _columns(name: str, array: np.ndarray[Any, Any], classes: list[str] | None) 
     return {name: list(array)}  # higher rank: one array per row
 
 
+CLASSES_PARAMETER = "ferry.classes"
+
+
+def _served_classes(response: service_pb2.ModelInferResponse) -> list[str] | None:
+    """The class names serve sends with a classifier's answer (JSON list), when it does."""
+    if CLASSES_PARAMETER not in response.parameters:
+        return None
+    try:
+        value = json.loads(response.parameters[CLASSES_PARAMETER].string_param)
+    except ValueError:
+        return None
+    return [str(item) for item in value] if isinstance(value, list) else None
+
+
 def result_frame(
     frame: pd.DataFrame,
     response: service_pb2.ModelInferResponse,
@@ -281,8 +296,10 @@ def result_frame(
 
     Columns: a ``[-1, 1]`` output is one column (strings decoded to ``str``, floats as
     float64); ``probabilities`` ``[-1, K]`` is ``probability_<class>`` per class when the
-    class names are known (``classes``, or read off the rows through the ``label`` output
-    when every class is some row's answer), else ``probabilities_<k>``; another ``[-1, K]``
+    class names are known (``classes``, else the names serve sends with the answer (the
+    ``ferry.classes`` response parameter, from the version's ``classes`` param), else read off
+    the rows through the ``label`` output when every class is some row's answer), else
+    ``probabilities_<k>``; another ``[-1, K]``
     output is ``<name>_<k>``. An output named like an input column is added as ``<name>_output``.
     ``attrs``: ``deployment``, ``model_version`` (int), ``request_id``.
     """
@@ -296,10 +313,13 @@ def result_frame(
     probabilities = outputs.get(PROBABILITIES)
     if probabilities is not None and probabilities.ndim == 2 and probabilities.shape[1] > 1:
         width = probabilities.shape[1]
+        served = _served_classes(response)
         if classes is not None:
             names = [str(c) for c in classes]
             if len(names) != width:
                 raise ValueError(f"classes: {len(names)} names for {width} columns of {PROBABILITIES!r}")
+        elif served is not None and len(served) == width:
+            names = served
         else:
             names = _classes(width, probabilities, outputs.get(LABEL))
     columns: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -284,7 +285,13 @@ class Deployer:
             raise FailedPrecondition(f"{model_version}: its signature cannot be served: {error.message}") from None
         batching = _batching(deployment)
         await self._materialize(name, model_version, signature, batching)
-        loaded = LoadedVersion(version=version, model_version=model_version, triton_name=name, signature=signature)
+        loaded = LoadedVersion(
+            version=version,
+            model_version=model_version,
+            triton_name=name,
+            signature=signature,
+            classes=_classes(message.params.get("classes", "")),
+        )
         self._loaded[name] = (loaded, batching)
         return loaded
 
@@ -479,6 +486,15 @@ class Deployer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    """A version's ``classes`` param (a JSON list, as train records it); empty when absent or odd."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple(str(item) for item in value) if isinstance(value, list) else ()
 
 
 def _describe(routes: Routes) -> str:

@@ -30,7 +30,10 @@ from ferry_serve.routing import LoadedVersion, Picked, Router, Routes
 from ferry_serve.sampling import Sample, Sampler, Shadows, compare_outputs
 from ferry_serve.tensors import check_inputs
 
-__all__ = ["TRITON_CHANNEL_OPTIONS", "Gateway"]
+__all__ = ["CLASSES_PARAMETER", "TRITON_CHANNEL_OPTIONS", "Gateway"]
+
+CLASSES_PARAMETER = "ferry.classes"
+"""Response parameter: a JSON list of the class names of the version that answered."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -249,6 +252,10 @@ class Gateway(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
         response.model_name = deployment_id
         response.model_version = str(loaded.version)
         response.id = request_id
+        if loaded.classes_parameter is not None:
+            # The probabilities' column names travel with each answer (the version that
+            # answered may differ from request to request under a canary).
+            response.parameters[CLASSES_PARAMETER].CopyFrom(loaded.classes_parameter)
         latency_ms = (time.perf_counter() - started) * 1000
         sampled = routes.deployment.sample_rate > 0 and (
             routes.deployment.sample_rate >= 1.0 or self._router.draw() < routes.deployment.sample_rate * 100

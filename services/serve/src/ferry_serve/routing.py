@@ -12,9 +12,12 @@ Everything here runs on the server's event loop (no locks needed).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from tritonclient.grpc import service_pb2
 
 from ferry_common.errors import NotFound, Unavailable
 from ferry_common.names import shorten
@@ -34,18 +37,25 @@ class LoadedVersion:
         model_version: ``models/<m>/versions/<n>``.
         triton_name: the Triton model holding it.
         signature: its inputs and outputs (requests are checked against it).
+        classes: the class names of a classifier (the ``probabilities`` columns, in order),
+            from the version's ``classes`` param that train records; empty when unknown.
     """
 
     version: int
     model_version: str
     triton_name: str
     signature: Signature
+    classes: tuple[str, ...] = ()
     inflight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     input_specs: RequestSpecs = field(default_factory=lambda: RequestSpecs({}))
 
     def __post_init__(self) -> None:
         self._idle.set()
+        # Built once: every answer of a classifier carries it (gateway.CLASSES_PARAMETER).
+        self.classes_parameter = (
+            service_pb2.InferParameter(string_param=json.dumps(list(self.classes))) if self.classes else None
+        )
         self.input_specs = RequestSpecs(
             {spec.name: (spec.datatype, spec.shape) for spec in self.signature.inputs},
             {spec.name: spec.datatype for spec in self.signature.outputs},
