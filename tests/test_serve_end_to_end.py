@@ -222,3 +222,22 @@ def test_bad_requests_get_clean_statuses_naming_the_field(stack: Stack) -> None:
     names = [d.name for d in stack.deployments.ListDeployments(pb.ListDeploymentsRequest(), timeout=30).deployments]
     assert names == ["deployments/flowers"], "a refused create left a deployment behind"
     client.close()
+
+
+def test_a_version_that_fails_to_load_leaves_traffic_where_it_was(stack: Stack) -> None:
+    stack.deployments.CreateDeployment(
+        pb.CreateDeploymentRequest(deployment=pb.Deployment(model="models/iris")), timeout=120
+    )
+    with RegistryClient(stack.registry.address) as registry:
+        broken = registry.upload_model_version("iris", b"not an onnx model", format="onnx", signature=SIGNATURE)
+        registry.set_alias("models/iris/aliases/production", broken.version)
+    deadline = time.monotonic() + 60
+    deployment = stack.deployments.GetDeployment(pb.GetDeploymentRequest(name="deployments/iris"), timeout=30)
+    while deployment.state != pb.Deployment.STATE_FAILED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        deployment = stack.deployments.GetDeployment(pb.GetDeploymentRequest(name="deployments/iris"), timeout=30)
+    assert deployment.state == pb.Deployment.STATE_FAILED, deployment.message
+    assert f"iris.{broken.version}" in deployment.message and "traffic stays on serving version 1" in deployment.message
+    assert [(v.version, v.route) for v in deployment.served_versions] == [(1, pb.ROUTE_PRIMARY)]
+    with grpcclient.InferenceServerClient(url=stack.serve.address) as client:
+        assert infer(client, "iris").get_response().model_version == "1"
