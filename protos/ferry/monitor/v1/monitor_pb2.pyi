@@ -367,26 +367,30 @@ class DriftReport(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., reference_dataset_version: _Optional[str] = ..., reference_split: _Optional[str] = ..., sample_count: _Optional[int] = ..., features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., drifted: _Optional[bool] = ...) -> None: ...
 
 class GetPerformanceRequest(_message.Message):
-    __slots__ = ("model_version", "window")
+    __slots__ = ("model_version", "window", "route")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     window: TimeWindow
-    def __init__(self, model_version: _Optional[str] = ..., window: _Optional[_Union[TimeWindow, _Mapping]] = ...) -> None: ...
+    route: str
+    def __init__(self, model_version: _Optional[str] = ..., window: _Optional[_Union[TimeWindow, _Mapping]] = ..., route: _Optional[str] = ...) -> None: ...
 
 class PerformanceReport(_message.Message):
-    __slots__ = ("model_version", "labeled_count", "accuracy", "mean_absolute_error", "root_mean_squared_error")
+    __slots__ = ("model_version", "labeled_count", "accuracy", "mean_absolute_error", "root_mean_squared_error", "route")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     LABELED_COUNT_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     MEAN_ABSOLUTE_ERROR_FIELD_NUMBER: _ClassVar[int]
     ROOT_MEAN_SQUARED_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     labeled_count: int
     accuracy: float
     mean_absolute_error: float
     root_mean_squared_error: float
-    def __init__(self, model_version: _Optional[str] = ..., labeled_count: _Optional[int] = ..., accuracy: _Optional[float] = ..., mean_absolute_error: _Optional[float] = ..., root_mean_squared_error: _Optional[float] = ...) -> None: ...
+    route: str
+    def __init__(self, model_version: _Optional[str] = ..., labeled_count: _Optional[int] = ..., accuracy: _Optional[float] = ..., mean_absolute_error: _Optional[float] = ..., root_mean_squared_error: _Optional[float] = ..., route: _Optional[str] = ...) -> None: ...
 
 class ModelPolicy(_message.Message):
     __slots__ = ("name", "drift_threshold", "retrain_on_drift", "min_accuracy")

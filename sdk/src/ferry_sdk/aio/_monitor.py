@@ -1,10 +1,12 @@
-"""The asyncio client of ``ferry.monitor.v1.MonitorService`` (what serve sends it so far)."""
+"""The asyncio client of ``ferry.monitor.v1.MonitorService``: samples, feedback, latency and traces."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 
 import grpc.aio
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from ferry.monitor.v1 import monitor_pb2 as pb
 from ferry.monitor.v1 import monitor_pb2_grpc
@@ -18,8 +20,9 @@ SERVICE = "ferry.monitor.v1.MonitorService"
 class MonitorClient(AsyncClient):
     """Monitor's contract for asyncio callers (``FERRY_MONITOR_ADDRESS`` by default).
 
-    Holds the calls other services make today (serve's ``record_inferences``); the rest
-    of the contract joins it with the monitor service.
+    Holds what monitor serves so far: ``record_inferences`` (serve's samples), feedback and
+    performance, latency summaries and series, and traces. SLOs, alerts and drift join it
+    as monitor builds them.
     """
 
     _service = "monitor"
@@ -33,3 +36,71 @@ class MonitorClient(AsyncClient):
         request = pb.RecordInferencesRequest(records=list(records))
         response: pb.RecordInferencesResponse = await self._call(self._stub.RecordInferences, request, timeout)
         return int(response.accepted_count)
+
+    async def record_feedback(
+        self, feedback: Iterable[pb.Feedback], *, timeout: float | None = None
+    ) -> pb.RecordFeedbackResponse:
+        """Send ground truth by request id; the response counts matches and lists unknown ids."""
+        request = pb.RecordFeedbackRequest(feedback=list(feedback))
+        response: pb.RecordFeedbackResponse = await self._call(self._stub.RecordFeedback, request, timeout)
+        return response
+
+    async def get_performance(
+        self,
+        model_version: str,
+        *,
+        route: str = "",
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        timeout: float | None = None,
+    ) -> pb.PerformanceReport:
+        """Accuracy (labels) or MAE/RMSE (predictions) of ``models/{m}/versions/{v}`` from feedback."""
+        request = pb.GetPerformanceRequest(model_version=model_version, route=route, window=_window(start, end))
+        report: pb.PerformanceReport = await self._call(self._stub.GetPerformance, request, timeout)
+        return report
+
+    async def get_latency_summary(
+        self,
+        filter: pb.SpanFilter | None = None,
+        *,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        timeout: float | None = None,
+    ) -> pb.LatencySummary:
+        """Count, errors and p50/p90/p99/max (ms) of the matching spans (default window: the last 5 minutes)."""
+        request = pb.GetLatencySummaryRequest(filter=filter or pb.SpanFilter(), window=_window(start, end))
+        summary: pb.LatencySummary = await self._call(self._stub.GetLatencySummary, request, timeout)
+        return summary
+
+    async def list_latency_series(
+        self,
+        filter: pb.SpanFilter | None = None,
+        *,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        step: datetime.timedelta | None = None,
+        timeout: float | None = None,
+    ) -> list[pb.LatencyPoint]:
+        """One point per ``step`` (default 10 s, a multiple of 10 s) over the window, oldest first."""
+        request = pb.ListLatencySeriesRequest(filter=filter or pb.SpanFilter(), window=_window(start, end))
+        if step is not None:
+            duration = duration_pb2.Duration()
+            duration.FromTimedelta(step)
+            request.step.CopyFrom(duration)
+        response: pb.ListLatencySeriesResponse = await self._call(self._stub.ListLatencySeries, request, timeout)
+        return list(response.points)
+
+    async def get_trace(self, trace_id: str, *, timeout: float | None = None) -> pb.Trace:
+        """Every span monitor still keeps of one trace (32 hex digits), across services, by start time."""
+        trace: pb.Trace = await self._call(self._stub.GetTrace, pb.GetTraceRequest(trace_id=trace_id), timeout)
+        return trace
+
+
+def _window(start: datetime.datetime | None, end: datetime.datetime | None) -> pb.TimeWindow:
+    window = pb.TimeWindow()
+    for value, target in ((start, window.start_time), (end, window.end_time)):
+        if value is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(value)
+            target.CopyFrom(stamp)
+    return window

@@ -1,13 +1,26 @@
-"""``ferry-monitor``: serve ferry.monitor.v1.MonitorService and OTLP/gRPC trace export."""
+"""``ferry-monitor``: serve ferry.monitor.v1.MonitorService and OTLP/gRPC trace export on one port.
+
+``main()`` loads settings once; ``build`` opens (and migrates) the database and wires the
+stores, the service and both servicers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc.aio
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
-from ferry_common.server import ServiceDefinition, run, unimplemented
+from ferry_common.server import ServiceDefinition, run
 from ferry_common.settings import Settings
+from ferry_monitor.config import MonitorConfig
+from ferry_monitor.service import MonitorService
+from ferry_monitor.servicer import MonitorServicer, TraceServicer
+from ferry_monitor.sketches import SketchCache
+from ferry_monitor.store import SqlInferenceStore, SqlLatencyStore, open_database
+from ferry_monitor.traces import TraceStore
 
 SERVICE = monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"]
 TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
@@ -15,8 +28,32 @@ SERVICE_NAME = SERVICE.full_name
 
 
 async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceDefinition:
-    # RPCs answer UNIMPLEMENTED until the monitor issue fills them.
-    return unimplemented((monitor_pb2_grpc, SERVICE), (trace_service_pb2_grpc, TRACE_SERVICE))
+    """Open (and migrate) the database and wire the service."""
+    config = MonitorConfig.from_settings(settings)
+    database = await asyncio.to_thread(open_database, config.database_url, threads=config.db_threads)
+    cache = SketchCache()
+    service = MonitorService(
+        SqlLatencyStore(database, cache),
+        database.runner,
+        TraceStore(config.trace_store_bytes, config.max_spans_per_trace),
+        cache=cache,
+        retention_seconds=config.retention_seconds,
+        inferences=SqlInferenceStore(database),
+        inference_retention_seconds=config.inference_retention_seconds,
+        max_inferences=config.max_inferences,
+        sweep_seconds=config.sweep_seconds,
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        monitor_pb2_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(service), server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(service), server)
+
+    return ServiceDefinition(
+        register=register,
+        service_names=[SERVICE_NAME, TRACE_SERVICE.full_name],
+        on_start=[service.start],
+        on_stop=[service.stop, lambda: asyncio.to_thread(database.close)],
+    )
 
 
 def main() -> None:

@@ -1,0 +1,15 @@
+"""Monitor's store: the Protocol, its SQL implementation and the database it opens."""
+
+from ferry_monitor.store.base import InferenceStore, LatencyStore
+from ferry_monitor.store.database import Database, open_database
+from ferry_monitor.store.inferences import SqlInferenceStore
+from ferry_monitor.store.sql import SqlLatencyStore
+
+__all__ = [
+    "Database",
+    "InferenceStore",
+    "LatencyStore",
+    "SqlInferenceStore",
+    "SqlLatencyStore",
+    "open_database",
+]

@@ -1,0 +1,44 @@
+"""The monitor store interface.
+
+Methods are synchronous and each runs in one transaction; the service calls them through
+:class:`~ferry_common.database.DatabaseRunner` (a lost database becomes UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from ferry_monitor.domain import BucketDelta, LatencyBucket, SeriesKey, SpanFilter, TimeRange
+from ferry_monitor.inferences import Feedback, InferenceRecord
+
+__all__ = ["InferenceStore", "LatencyStore"]
+
+
+class LatencyStore(Protocol):
+    """Latency buckets: exact counts and max, and a mergeable sketch per (bucket, series)."""
+
+    def add(self, deltas: Mapping[tuple[int, SeriesKey], BucketDelta]) -> None:
+        """Add every delta to its row (created when new), all in one transaction."""
+
+    def buckets(self, span_filter: SpanFilter, time_range: TimeRange) -> list[LatencyBucket]:
+        """The rows of the buckets in ``time_range`` whose series match ``span_filter``."""
+
+    def delete_before(self, bucket_start: int) -> int:
+        """Delete the buckets that start before ``bucket_start``; returns how many rows went."""
+
+
+class InferenceStore(Protocol):
+    """Sampled inferences and their ground truth."""
+
+    def add_records(self, records: Sequence[InferenceRecord]) -> int:
+        """Store every record in one transaction; returns how many."""
+
+    def add_feedback(self, feedback: Sequence[Feedback]) -> list[str]:
+        """Attach ground truth to every record of each request id; returns the ids with no record."""
+
+    def labeled(self, model: str, version: int, route: str, start_ns: int, end_ns: int) -> list[tuple[str, str]]:
+        """(outputs JSON, ground truth JSON) of the labeled records of a version in ``[start_ns, end_ns)``."""
+
+    def trim(self, before_ns: int, keep: int) -> int:
+        """Delete records older than ``before_ns``, then the oldest beyond ``keep``; returns how many went."""

@@ -1,0 +1,63 @@
+"""Monitor's tables (SQLAlchemy Core). Rows stay apart from domain objects.
+
+- ``latency_buckets``: one row per (bucket, series): exact count, error count and max,
+  and the DDSketch of the durations (``ferry_monitor.sketches`` bytes). Unique on the
+  bucket and the series key; indexed by bucket for window queries and the retention sweep.
+- ``inference_records``: one row per sampled inference (RecordInferences), with its ground
+  truth once RecordFeedback brings it. Indexed by request id (feedback), by model version
+  and time (GetPerformance) and by time (the retention sweep).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["inference_records", "latency_buckets", "metadata"]
+
+metadata = sa.MetaData()
+
+latency_buckets = sa.Table(
+    "latency_buckets",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    # Seconds since the epoch, a multiple of domain.BUCKET_SECONDS.
+    sa.Column("bucket_start", sa.BigInteger(), nullable=False),
+    sa.Column("service", sa.String(256), nullable=False),
+    sa.Column("method", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("route", sa.String(256), nullable=False),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("error_count", sa.BigInteger(), nullable=False),
+    sa.Column("max_ms", sa.Float(), nullable=False),
+    sa.Column("sketch", sa.LargeBinary(), nullable=False),
+    sa.UniqueConstraint(
+        "bucket_start", "service", "method", "deployment", "model", "version", "route", name="uq_latency_buckets_series"
+    ),
+    sa.Index("ix_latency_buckets_bucket_start", "bucket_start"),
+)
+
+inference_records = sa.Table(
+    "inference_records",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(63), nullable=False),
+    sa.Column("model", sa.String(63), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("route", sa.String(16), nullable=False),
+    # When serve answered, nanoseconds since the epoch.
+    sa.Column("time_ns", sa.BigInteger(), nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    # JSON objects: values by input / output name.
+    sa.Column("inputs", sa.Text(), nullable=False),
+    sa.Column("outputs", sa.Text(), nullable=False),
+    # ferry.monitor.v1.ShadowComparison bytes; empty when none.
+    sa.Column("shadow_comparison", sa.LargeBinary(), nullable=False),
+    # JSON value; NULL until feedback arrives.
+    sa.Column("ground_truth", sa.Text(), nullable=True),
+    sa.Index("ix_inference_records_request_id", "request_id"),
+    sa.Index("ix_inference_records_model_time", "model", "version", "time_ns"),
+    sa.Index("ix_inference_records_time", "time_ns"),
+)
