@@ -29,7 +29,13 @@ _log = structlog.get_logger("ferry.rpc")
 # The inference data plane (serve's ``inference.GRPCInferenceService``: ModelInfer and
 # friends) and health probes are hot paths: one line per call at debug only. Errors
 # there are still logged at info (see ``finish``).
-_QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/inference.GRPCInferenceService/")
+_QUIET_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.",
+    "/inference.GRPCInferenceService/",
+    # Monitor's OTLP receiver: every service exports a batch every few seconds.
+    "/opentelemetry.proto.collector.trace.v1.TraceService/",
+)
 # Trailing metadata key of the rich status (google.rpc.Status), as grpcio-status writes it.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
