@@ -242,7 +242,7 @@ def _ddsketch(values: np.ndarray[Any, Any]) -> list[float]:
     # Only the sketch part of the numeric accumulator (moments and fine histogram apart).
     accumulator = NumericAccumulator()
     for chunk in np.array_split(values, max(1, values.size // 65_536)):
-        accumulator._add_sketch(chunk)
+        accumulator._add_sketch(chunk, float(chunk.min()), float(chunk.max()))
     sketch = accumulator.sketch()
     return [float(sketch.get_quantile_value(q)) for q in QUANTILES]
 

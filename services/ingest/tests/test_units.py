@@ -5,10 +5,13 @@ from __future__ import annotations
 import pathlib
 
 import grpc.aio
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ferry_common.errors import InvalidArgument
 from ferry_ingest.memory import bound_receive_window
+from ferry_ingest.parquet_output import write_parquet
 from ferry_ingest.recipe import Filter, Recipe, Split, SplitPart, content_hash
 from ferry_ingest.sql_import import check_query
 from ferry_ingest.store.sql import _MIGRATIONS as MIGRATIONS
@@ -96,3 +99,22 @@ def test_servers_made_after_bound_receive_window_have_no_bdp_probe(monkeypatch: 
         {"options": [("grpc.so_reuseport", 0), ("grpc.http2.bdp_probe", 0)], "interceptors": []},
         {"options": [("grpc.http2.bdp_probe", 0)]},
     ]
+
+
+def test_canonical_parquet_keeps_dictionary_pages_off_free_text(tmp_path: pathlib.Path) -> None:
+    rows = 20_000
+    batch = pa.record_batch(
+        {
+            "kind": pa.array(["red", "green", None, "blue"] * (rows // 4)),
+            "note": pa.array([f"customer {i} asked about order {i * 7}" for i in range(rows)]),
+        }
+    )
+    path = tmp_path / "data.parquet"
+    profile = write_parquet(iter([batch]), batch.schema, path, max_distinct=1_000)
+    metadata = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {metadata.column(i).path_in_schema: metadata.column(i).encodings for i in range(2)}
+    assert "RLE_DICTIONARY" in encodings["kind"]
+    assert "RLE_DICTIONARY" not in encodings["note"] and "PLAIN" in encodings["note"]
+    assert pq.read_table(path).equals(pa.Table.from_batches([batch]))
+    note = profile.column("note").categorical
+    assert note is not None and not note.distinct_exact and note.untracked_count == rows - 1_000

@@ -48,7 +48,8 @@ class CategoricalAccumulator:
 
     def __init__(self, max_distinct: int, value_type: pa.DataType) -> None:
         self.max_distinct = max_distinct
-        self.value_type = value_type
+        # Arrow's hash kernels (index_in, group_by) take no string_view: count its values as large_string.
+        self.value_type = pa.large_string() if pa.types.is_string_view(value_type) else value_type
         self.counts: dict[Any, int] = {}
         # Once saturated: the tracked values (fixed from then on) and their counts.
         self.kept: pa.Array | None = None
@@ -56,21 +57,46 @@ class CategoricalAccumulator:
         self.untracked = 0
         self.hll: hll_sketch | None = None
 
-    def add(self, array: pa.Array) -> None:
+    def add(self, array: pa.Array | pa.ChunkedArray) -> None:
         if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
+            array = pc.cast(array, array.type.value_type)  # chunks may hold different dictionaries
+        if array.type != self.value_type:
+            array = pc.cast(array, self.value_type)
         if array.null_count == len(array):
             return
-        pairs = pc.value_counts(array.drop_null() if array.null_count else array)
+        # Nulls are left in (no copy of the values without them) and skipped below.
+        if self.kept is not None:
+            self._add_saturated(array)
+            return
+        pairs = pc.value_counts(array)
+        if array.null_count:
+            pairs = pairs.filter(pc.is_valid(pairs.field("values")))
         self._add_pairs(pairs.field("values"), pairs.field("counts").to_numpy().astype(np.int64))
+
+    def _add_saturated(self, array: pa.Array | pa.ChunkedArray) -> None:
+        # No value_counts first: a look-up per value is cheaper than hashing every value
+        # twice, tracked counts are a bincount of the look-up's indices, and the HLL takes
+        # repeated values as they come (an update with a value already seen is a no-op).
+        assert self.kept is not None and self.hll is not None
+        index = pc.index_in(array, value_set=self.kept)  # null for nulls and untracked values
+        known = index.drop_null()
+        if len(known):
+            self.kept_counts += np.bincount(known.to_numpy(), minlength=len(self.kept)).astype(np.int64)
+        unknown = len(array) - array.null_count - len(known)
+        if unknown:
+            self.untracked += unknown
+            untracked = pc.is_null(index) if not array.null_count else pc.and_(pc.is_null(index), pc.is_valid(array))
+            _update(self.hll, array.filter(untracked).to_pylist())
 
     def _add_pairs(self, values: pa.Array, counts: Ints) -> None:
         if self.kept is None:
+            if len(self.counts) + len(values) > self.max_distinct:
+                # Perhaps past the bound: count, rank and cut in Arrow, not per value.
+                self._merge_counts(values, counts)
+                return
             table = self.counts
             for value, count in zip(values.to_pylist(), counts.tolist(), strict=True):
                 table[value] = table.get(value, 0) + count
-            if len(table) > self.max_distinct:
-                self._saturate()
             return
         index = pc.index_in(values, value_set=self.kept).to_numpy(zero_copy_only=False)
         known = ~np.isnan(index) if index.dtype.kind == "f" else np.ones(index.size, dtype=bool)
@@ -80,14 +106,41 @@ class CategoricalAccumulator:
             assert self.hll is not None
             _update(self.hll, values.filter(pa.array(~known)).to_pylist())
 
-    def _saturate(self) -> None:
-        self.hll = _hll_of(self.counts)
-        ranked = sorted(self.counts.items(), key=lambda item: (-item[1], _text(item[0])))
-        kept = ranked[: self.max_distinct]
-        self.untracked += sum(count for _, count in ranked[self.max_distinct :])
-        self.kept = pa.array([value for value, _ in kept], type=self.value_type)
-        self.kept_counts = np.array([count for _, count in kept], dtype=np.int64)
+    def _merge_counts(self, values: pa.Array, counts: Ints) -> None:
+        """Add value counts to the exact ones; saturate if that passes the bound."""
+        known = pa.array(list(self.counts), type=self.value_type)
+        pairs = pa.table(
+            {
+                "value": pa.concat_arrays([known, values]),
+                "count": np.concatenate([np.fromiter(self.counts.values(), np.int64, len(self.counts)), counts]),
+            }
+        )
+        summed = pairs.group_by("value", use_threads=False).aggregate([("count", "sum")])
+        if summed.num_rows <= self.max_distinct:
+            self.counts = dict(
+                zip(summed.column("value").to_pylist(), summed.column("count_sum").to_pylist(), strict=True)
+            )
+            return
         self.counts = {}
+        self._saturate_from(summed.column("value").combine_chunks(), summed.column("count_sum").to_numpy())
+
+    def _saturate(self) -> None:
+        values = pa.array(list(self.counts), type=self.value_type)
+        counts = np.fromiter(self.counts.values(), np.int64, len(self.counts))
+        self.counts = {}
+        self._saturate_from(values, counts)
+
+    def _saturate_from(self, values: pa.Array, counts: Ints) -> None:
+        """Keep the ``max_distinct`` most frequent of these distinct values (ties by value)."""
+        self.hll = _hll_of(values.to_pylist())
+        # Arrow orders strings by UTF-8 bytes (code points, as Python does) and false
+        # before true (as their text): the same ranking as ``result``'s.
+        ranking = pa.table({"value": values, "count": counts})
+        order = pc.sort_indices(ranking, sort_keys=[("count", "descending"), ("value", "ascending")]).to_numpy()
+        kept = order[: self.max_distinct]
+        self.untracked += int(counts[order[self.max_distinct :]].sum())
+        self.kept = values.take(pa.array(kept))
+        self.kept_counts = counts[kept].astype(np.int64)
 
     def tracked(self) -> dict[Any, int]:
         if self.kept is None:

@@ -61,12 +61,14 @@ class NumericAccumulator:
         if values.size == 0:
             return
         self.seen += values.size
-        self.min = min(self.min, float(values.min()))
-        self.max = max(self.max, float(values.max()))
-        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+        low, high = float(values.min()), float(values.max())
+        self.min = min(self.min, low)
+        self.max = max(self.max, high)
+        if not (math.isfinite(low) and math.isfinite(high)):
             values = values[np.isfinite(values)]
             if values.size == 0:
                 return
+            low, high = float(values.min()), float(values.max())
         n_b = values.size
         mean_b = float(values.mean())
         deviations = values - mean_b
@@ -80,11 +82,10 @@ class NumericAccumulator:
             self.integral = False
         if self.exact is not None and not self.exact.add(values):
             self.exact = None
-        self._add_sketch(values)
-        self._add_fine(values)
+        self._add_sketch(values, low, high)
+        self._add_fine(values, low, high)
 
-    def _add_sketch(self, values: Floats) -> None:
-        low, high = float(values.min()), float(values.max())
+    def _add_sketch(self, values: Floats, low: float, high: float) -> None:
         if low > self._min_possible:  # the common all-positive case: no masks, no copies
             self.positive.add(_sketch_keys(values))
             return
@@ -95,8 +96,7 @@ class NumericAccumulator:
             if part.size:
                 store.add(_sketch_keys(part))
 
-    def _add_fine(self, values: Floats) -> None:
-        low, high = float(values.min()), float(values.max())
+    def _add_fine(self, values: Floats, low: float, high: float) -> None:
         magnitude = max(abs(low), abs(high))
         # Keys stay below 2**52 in magnitude (exact in float64 and int64).
         floor_exp = (math.frexp(magnitude)[1] - 52) if magnitude > 0 else -1074

@@ -13,6 +13,7 @@ import pathlib
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ferry_common.errors import InvalidArgument
@@ -34,6 +35,7 @@ __all__ = [
 PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 131_072
 TRIM_EVERY_GROUPS = 16
+DICTIONARY_SAMPLE_ROWS = 8192
 
 Progress = Callable[[int], None]
 
@@ -91,6 +93,25 @@ class _SpoolSink:
             self.closed = True
 
 
+def _dictionary_columns(schema: pa.Schema, first: pa.Table | None) -> list[str]:
+    """The string columns worth dictionary pages, judged on the first row group.
+
+    Dictionary pages pay off for strings; for numbers they mostly cost a fallback. A
+    string column that is mostly distinct (free text, identifiers) would only fill a
+    dictionary page per row group and fall back to plain pages: hashing its values for
+    that costs as much as profiling them, for a larger file.
+    """
+    names = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    if first is None:
+        return names
+    kept = []
+    for name in names:
+        sample = first.column(name).slice(0, DICTIONARY_SAMPLE_ROWS).drop_null()
+        if len(sample) < DICTIONARY_SAMPLE_ROWS // 4 or pc.count_distinct(sample).as_py() <= len(sample) // 2:
+            kept.append(name)
+    return kept
+
+
 class ParquetOutput:
     """A canonical Parquet file being written batch by batch, profiled on the way.
 
@@ -103,14 +124,8 @@ class ParquetOutput:
         self.schema = canonical_schema(schema)
         self._spool = spool
         self._sink = _SpoolSink(spool) if spool is not None else None
-        # Dictionary pages pay off for strings; for numbers they mostly cost a fallback.
-        dictionary = [f.name for f in self.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        self._writer = pq.ParquetWriter(
-            pa.PythonFile(self._sink, mode="w") if self._sink is not None else path,
-            self.schema,
-            compression=PARQUET_COMPRESSION,
-            use_dictionary=dictionary or False,
-        )
+        # Opened with the first row group, which decides the columns' dictionary pages.
+        self._writer: pq.ParquetWriter | None = None
         self.builder = ProfileBuilder(self.schema, max_distinct)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -140,10 +155,20 @@ class ParquetOutput:
         self._wait_profile()
         self._profiling = self._profiler.submit(self.builder.add, table)
         self._written += table.num_rows
-        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._open(table).write_table(table, row_group_size=max(table.num_rows, 1))
         self._groups += 1
         if self._groups % TRIM_EVERY_GROUPS == 0:
             release_free_memory()  # keeps a long conversion's resident memory flat
+
+    def _open(self, first: pa.Table | None) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                pa.PythonFile(self._sink, mode="w") if self._sink is not None else self.path,
+                self.schema,
+                compression=PARQUET_COMPRESSION,
+                use_dictionary=_dictionary_columns(self.schema, first) or False,
+            )
+        return self._writer
 
     def _wait_profile(self) -> None:
         if self._profiling is not None:
@@ -156,7 +181,7 @@ class ParquetOutput:
 
     def close(self) -> Profile:
         self.flush()
-        self._writer.close()
+        self._open(None).close()
         if self._sink is not None and self._spool is not None:
             self._sink.close()
             self._spool.close()
@@ -168,8 +193,9 @@ class ParquetOutput:
         with contextlib.suppress(Exception):
             self._wait_profile()
         self._profiler.shutdown()
-        with contextlib.suppress(Exception):
-            self._writer.close()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
         if self._spool is not None:
             self._spool.fail(RuntimeError("conversion abandoned"))
         self.path.unlink(missing_ok=True)
