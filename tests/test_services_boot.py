@@ -82,9 +82,9 @@ UNFILLED = {
         "RepositoryIndexRequest",
     ),
     "monitor": (
-        "/ferry.monitor.v1.MonitorService/SetSlo",
+        "/ferry.monitor.v1.MonitorService/GetDriftReport",
         "ferry.monitor.v1.monitor_pb2",
-        "SetSloRequest",
+        "GetDriftReportRequest",
     ),
 }
 

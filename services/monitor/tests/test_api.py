@@ -333,7 +333,7 @@ def test_bad_input_names_the_field(stub: monitor_pb2_grpc.MonitorServiceStub) ->
 
 def test_rpcs_not_built_yet_answer_unimplemented(stub: monitor_pb2_grpc.MonitorServiceStub) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        stub.SetSlo(pb.SetSloRequest(slo_id="fast"), timeout=10)
+        stub.GetDriftReport(pb.GetDriftReportRequest(), timeout=10)
     assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -3,7 +3,8 @@
 ``ferry-registry``, ``ferry-serve`` and ``ferry-monitor`` run as processes; serve exports its
 spans to monitor (its default: ``FERRY_MONITOR_ADDRESS``) and sends its inference samples
 with ``RecordInferences``. The test sends ModelInfer calls with request ids, then gives
-feedback by those ids and reads latency and accuracy for the deployment's version.
+feedback by those ids and reads latency and accuracy for the deployment's version. A
+second test breaches a canary SLO and finds serve's canary at 0 %.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from google.protobuf import struct_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
 from ferry.monitor.v1 import monitor_pb2 as pb
 from ferry.monitor.v1 import monitor_pb2_grpc
 from ferry.serve.v1 import serve_pb2, serve_pb2_grpc
+from ferry_monitor.testing import emit_spans, exporting_provider
 from ferry_sdk import RegistryClient
 from ferry_sdk.spawn import free_port, spawn_and_wait, stop_all
 from ferry_serve.testing import TINY_SIGNATURE, tiny_classifier
@@ -119,5 +121,68 @@ def test_serve_spans_and_samples_feed_latency_and_accuracy(tmp_path: pathlib.Pat
                 pb.GetPerformanceRequest(model_version="models/iris/versions/1", route="primary"), timeout=10
             )
             assert (report.labeled_count, report.accuracy) == (2 * CALLS, 0.5)
+    finally:
+        stop_all(started)
+
+
+@pytest.mark.slow
+def test_canary_slo_breach_sets_the_canary_of_a_real_serve_to_zero(tmp_path: pathlib.Path) -> None:
+    common = {
+        "FERRY_REGISTRY_ADDRESS": f"127.0.0.1:{free_port()}",
+        "FERRY_MONITOR_ADDRESS": f"127.0.0.1:{free_port()}",
+        "FERRY_SERVE_ADDRESS": f"127.0.0.1:{free_port()}",
+        "FERRY_MONITOR_SLO_EVALUATE_SECONDS": "1",
+        "FERRY_SERVE_POLL_MS": "100",
+        "OTEL_TRACES_EXPORTER": "none",
+        "FERRY_LOG_LEVEL": "warning",
+    }
+    started = []
+    try:
+        for name in ("monitor", "registry", "serve"):
+            env = {**common, "FERRY_STATE_DIR": str(tmp_path / name)}
+            started.append(spawn_and_wait(name, env=env, log_path=tmp_path / f"{name}.log", timeout=120))
+        monitor, registry, serve = started
+        with RegistryClient(registry.address) as client:
+            client.create_model("iris")
+            for _ in range(2):
+                client.upload_model_version("iris", tiny_classifier(), format="onnx", signature=TINY_SIGNATURE)
+            client.set_alias("models/iris/aliases/production", 1)
+        with grpc.insecure_channel(serve.address) as channel:
+            serve_stub = serve_pb2_grpc.ServeServiceStub(channel)
+            canary = serve_pb2.TrafficSplit(target=serve_pb2.TrafficTarget(version=2), percent=30)
+            created = serve_stub.CreateDeployment(
+                serve_pb2.CreateDeploymentRequest(deployment=serve_pb2.Deployment(model="models/iris", canary=canary)),
+                timeout=120,
+            )
+            assert created.state == serve_pb2.Deployment.STATE_READY, created.message
+            assert created.canary.percent == 30
+
+            with grpc.insecure_channel(monitor.address) as monitor_channel:
+                stub = monitor_pb2_grpc.MonitorServiceStub(monitor_channel)
+                slo = pb.Slo(
+                    filter=pb.SpanFilter(deployment="iris", route="canary"),
+                    percentile=99,
+                    latency_threshold_ms=50,
+                    window=duration_pb2.Duration(seconds=60),
+                    min_count=10,
+                    action=pb.BREACH_ACTION_STOP_CANARY,
+                )
+                stub.SetSlo(pb.SetSloRequest(slo_id="canary-p99", slo=slo), timeout=10)
+                provider = exporting_provider(monitor.address, "ferry-serve")
+                attributes = {"ferry.deployment": "iris", "ferry.model": "iris", "ferry.version": 2}
+                emit_spans(provider, [150_000_000] * 20, attributes={**attributes, "ferry.route": "canary"})
+                assert provider.force_flush(30_000)
+                provider.shutdown()
+
+                def alerts() -> list[pb.Alert]:
+                    return list(stub.ListAlerts(pb.ListAlertsRequest(), timeout=10).alerts)
+
+                (alert,) = eventually(alerts, "the canary alert")
+                assert alert.deployment == "deployments/iris", alert
+                assert alert.action_result == "deployments/iris: canary set to 0%", alert
+
+            after = serve_stub.GetDeployment(serve_pb2.GetDeploymentRequest(name="deployments/iris"), timeout=10)
+            assert after.canary.percent == 0
+            assert after.canary.target.version == 2  # only the share changed
     finally:
         stop_all(started)

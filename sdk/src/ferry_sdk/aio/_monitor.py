@@ -1,18 +1,20 @@
-"""The asyncio client of ``ferry.monitor.v1.MonitorService``: samples, feedback, latency and traces."""
+"""The asyncio client of ``ferry.monitor.v1.MonitorService``: samples, feedback, latency, traces, SLOs and alerts."""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import grpc.aio
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from ferry.monitor.v1 import monitor_pb2 as pb
 from ferry.monitor.v1 import monitor_pb2_grpc
+from ferry_sdk._watch import Backoff, ResumableAsyncWatch
 from ferry_sdk.aio._base import AsyncClient
 
-__all__ = ["MonitorClient"]
+__all__ = ["AlertWatch", "MonitorClient"]
 
 SERVICE = "ferry.monitor.v1.MonitorService"
 
@@ -21,8 +23,8 @@ class MonitorClient(AsyncClient):
     """Monitor's contract for asyncio callers (``FERRY_MONITOR_ADDRESS`` by default).
 
     Holds what monitor serves so far: ``record_inferences`` (serve's samples), feedback and
-    performance, latency summaries and series, and traces. SLOs, alerts and drift join it
-    as monitor builds them.
+    performance, latency summaries and series, traces, SLOs and alerts. Drift joins it as
+    monitor builds it.
     """
 
     _service = "monitor"
@@ -94,6 +96,47 @@ class MonitorClient(AsyncClient):
         """Every span monitor still keeps of one trace (32 hex digits), across services, by start time."""
         trace: pb.Trace = await self._call(self._stub.GetTrace, pb.GetTraceRequest(trace_id=trace_id), timeout)
         return trace
+
+    async def set_slo(self, slo_id: str, slo: pb.Slo, *, timeout: float | None = None) -> pb.Slo:
+        """Create or replace ``slos/{slo_id}`` (re-armed: not breached)."""
+        stored: pb.Slo = await self._call(self._stub.SetSlo, pb.SetSloRequest(slo_id=slo_id, slo=slo), timeout)
+        return stored
+
+    def list_slos(self, *, page_size: int = 0, timeout: float | None = None) -> AsyncIterator[pb.Slo]:
+        """Every SLO by id, fetched page by page as iterated (``async for``)."""
+        request = pb.ListSlosRequest(page_size=page_size)
+        return self._pages(self._stub.ListSlos, request, lambda r: r.slos, timeout)
+
+    def list_alerts(self, *, page_size: int = 0, timeout: float | None = None) -> AsyncIterator[pb.Alert]:
+        """Every alert, oldest first, fetched page by page as iterated (``async for``)."""
+        request = pb.ListAlertsRequest(page_size=page_size)
+        return self._pages(self._stub.ListAlerts, request, lambda r: r.alerts, timeout)
+
+    def watch_alerts(self, *, since_sequence: int = 0, backoff: Backoff | None = None) -> AlertWatch:
+        """Follow alerts after ``since_sequence``, resuming across reconnects (``async for``)."""
+        return AlertWatch(self._stub, since_sequence, Backoff.fresh(backoff))
+
+
+class AlertWatch(ResumableAsyncWatch[pb.Alert]):
+    """A resumable ``WatchAlerts`` stream: reconnects after the last sequence delivered.
+
+    Attributes:
+        sequence: the last sequence delivered.
+    """
+
+    def __init__(self, stub: monitor_pb2_grpc.MonitorServiceStub, since_sequence: int, backoff: Backoff) -> None:
+        super().__init__(backoff)
+        self._stub = stub
+        self.sequence = since_sequence
+
+    def _start(self) -> Any:
+        return self._stub.WatchAlerts(pb.WatchAlertsRequest(since_sequence=self.sequence))
+
+    def _accept(self, event: pb.Alert) -> bool:
+        if event.sequence <= self.sequence:
+            return False  # already delivered before a reconnect
+        self.sequence = event.sequence
+        return True
 
 
 def _window(start: datetime.datetime | None, end: datetime.datetime | None) -> pb.TimeWindow:

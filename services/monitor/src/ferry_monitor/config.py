@@ -24,6 +24,7 @@ class MonitorConfig:
             for them is reported unknown).
         max_inferences: inference records kept; the oldest beyond go at the next sweep.
         sweep_seconds: how often expired buckets are deleted.
+        slo_evaluate_seconds: how often every SLO is judged (``FERRY_MONITOR_SLO_EVALUATE_SECONDS``).
     """
 
     database_url: str
@@ -34,6 +35,7 @@ class MonitorConfig:
     inference_retention_seconds: int = 604_800
     max_inferences: int = 1_000_000
     sweep_seconds: int = 60
+    slo_evaluate_seconds: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorConfig:
@@ -52,4 +54,5 @@ class MonitorConfig:
                 "FERRY_MONITOR_INFERENCE_RETENTION_SECONDS", 604_800, minimum=60
             ),
             max_inferences=settings.get_int("FERRY_MONITOR_MAX_INFERENCES", 1_000_000, minimum=1),
+            slo_evaluate_seconds=settings.get_int("FERRY_MONITOR_SLO_EVALUATE_SECONDS", 5, minimum=1),
         )

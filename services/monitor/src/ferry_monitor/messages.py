@@ -32,6 +32,7 @@ __all__ = [
     "parse_filter",
     "parse_records",
     "parse_route",
+    "parse_since",
     "parse_step",
     "parse_trace_id",
     "parse_window",
@@ -265,3 +266,10 @@ def performance_to_proto(model: str, version: int, route: str, found: Performanc
         mean_absolute_error=found.mean_absolute_error,
         root_mean_squared_error=found.root_mean_squared_error,
     )
+
+
+def parse_since(value: int) -> int:
+    """A watch's exclusive start sequence (0 replays everything)."""
+    if value < 0:
+        raise InvalidArgument(f"since_sequence: {value} must not be negative", field="since_sequence")
+    return value

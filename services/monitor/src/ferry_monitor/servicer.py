@@ -1,12 +1,13 @@
 """``ferry.monitor.v1.MonitorService`` and OTLP's ``TraceService`` over gRPC: parse, validate, map, delegate.
 
-RPCs not built yet (SLOs, alerts, drift, policies) are inherited from the generated base
+RPCs not built yet (drift, policies) are inherited from the generated base
 class and answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
@@ -14,10 +15,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from ferry.monitor.v1 import monitor_pb2 as pb
 from ferry.monitor.v1 import monitor_pb2_grpc
-from ferry_common.names import parse_version_name
+from ferry_common.names import page_size, parse_version_name
+from ferry_common.pagination import Pages
 from ferry_monitor import messages as m
 from ferry_monitor.otlp import decode_batch
 from ferry_monitor.service import MonitorService
+from ferry_monitor.slo_messages import alert_to_proto, parse_slo, slo_to_proto
+from ferry_monitor.slos import SloService
 
 __all__ = ["MonitorServicer", "TraceServicer"]
 
@@ -44,8 +48,9 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
 class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     """The gRPC face of :class:`MonitorService` (the parts built so far)."""
 
-    def __init__(self, service: MonitorService) -> None:
+    def __init__(self, service: MonitorService, slos: SloService) -> None:
         self._service = service
+        self._slos = slos
 
     async def GetLatencySummary(self, request: pb.GetLatencySummaryRequest, context: Any) -> pb.LatencySummary:
         span_filter = m.parse_filter(request.filter)
@@ -80,3 +85,26 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         window = m.parse_window(request.window, request.HasField("window"))
         found = await self._service.performance(model, version, route, window)
         return m.performance_to_proto(model, version, route, found)
+
+    async def SetSlo(self, request: pb.SetSloRequest, context: Any) -> pb.Slo:
+        slo = parse_slo(request.slo_id, request.slo, request.HasField("slo"))
+        return slo_to_proto(await self._slos.set_slo(slo))
+
+    async def ListSlos(self, request: pb.ListSlosRequest, context: Any) -> pb.ListSlosResponse:
+        size = page_size(request.page_size)
+        page = Pages(request.page_token, {"page_size": size})
+        found = await self._slos.list_slos(page.position_str("after"), size + 1)
+        kept, token = page.next(found, size, lambda last: {"after": last.slo_id})
+        return pb.ListSlosResponse(slos=[slo_to_proto(slo) for slo in kept], next_page_token=token)
+
+    async def ListAlerts(self, request: pb.ListAlertsRequest, context: Any) -> pb.ListAlertsResponse:
+        size = page_size(request.page_size)
+        page = Pages(request.page_token, {"page_size": size})
+        found = await self._slos.list_alerts(page.position_int("after") or 0, size + 1)
+        kept, token = page.next(found, size, lambda last: {"after": last.sequence})
+        return pb.ListAlertsResponse(alerts=[alert_to_proto(alert) for alert in kept], next_page_token=token)
+
+    async def WatchAlerts(self, request: pb.WatchAlertsRequest, context: Any) -> AsyncIterator[pb.Alert]:
+        since = m.parse_since(request.since_sequence)
+        async for alert in self._slos.watch(since):
+            yield alert_to_proto(alert)

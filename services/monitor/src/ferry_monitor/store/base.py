@@ -7,12 +7,15 @@ Methods are synchronous and each runs in one transaction; the service calls them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ferry_monitor.domain import BucketDelta, LatencyBucket, SeriesKey, SpanFilter, TimeRange
 from ferry_monitor.inferences import Feedback, InferenceRecord
 
-__all__ = ["InferenceStore", "LatencyStore"]
+if TYPE_CHECKING:
+    from ferry_monitor.slos import Alert, Slo
+
+__all__ = ["AlertStore", "InferenceStore", "LatencyStore"]
 
 
 class LatencyStore(Protocol):
@@ -42,3 +45,22 @@ class InferenceStore(Protocol):
 
     def trim(self, before_ns: int, keep: int) -> int:
         """Delete records older than ``before_ns``, then the oldest beyond ``keep``; returns how many went."""
+
+
+class AlertStore(Protocol):
+    """SLOs and the alerts their breaches raise."""
+
+    def put_slo(self, slo: Slo) -> None:
+        """Create or replace an SLO by id."""
+
+    def list_slos(self, after: str | None, limit: int) -> list[Slo]:
+        """SLOs ordered by id, after ``after``, at most ``limit``."""
+
+    def set_breached(self, slo_id: str, breached: bool) -> None:
+        """Record whether an SLO is breached now."""
+
+    def add_alert(self, alert: Alert) -> Alert:
+        """Store an alert under the next sequence (gap-free) and mark its SLO breached; returns it."""
+
+    def list_alerts(self, after: int, limit: int) -> list[Alert]:
+        """Alerts with a sequence above ``after``, oldest first, at most ``limit``."""

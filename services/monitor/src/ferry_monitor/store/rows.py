@@ -6,13 +6,16 @@
 - ``inference_records``: one row per sampled inference (RecordInferences), with its ground
   truth once RecordFeedback brings it. Indexed by request id (feedback), by model version
   and time (GetPerformance) and by time (the retention sweep).
+- ``slos``: one row per objective (SetSlo), with whether it is breached now.
+- ``alerts``: one row per alert; ``sequence`` is the key, gap-free, assigned in the
+  inserting transaction.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["inference_records", "latency_buckets", "metadata"]
+__all__ = ["alerts", "inference_records", "latency_buckets", "metadata", "slos"]
 
 metadata = sa.MetaData()
 
@@ -60,4 +63,39 @@ inference_records = sa.Table(
     sa.Index("ix_inference_records_request_id", "request_id"),
     sa.Index("ix_inference_records_model_time", "model", "version", "time_ns"),
     sa.Index("ix_inference_records_time", "time_ns"),
+)
+
+slos = sa.Table(
+    "slos",
+    metadata,
+    sa.Column("slo_id", sa.String(63), primary_key=True),
+    sa.Column("service", sa.String(256), nullable=False),
+    sa.Column("method", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("route", sa.String(256), nullable=False),
+    sa.Column("percentile", sa.Float(), nullable=False),
+    sa.Column("latency_threshold_ms", sa.Float(), nullable=False),
+    sa.Column("max_error_rate", sa.Float(), nullable=False),
+    sa.Column("window_seconds", sa.BigInteger(), nullable=False),
+    sa.Column("min_count", sa.BigInteger(), nullable=False),
+    # ferry_monitor.alerts.BreachAction value.
+    sa.Column("action", sa.Integer(), nullable=False),
+    sa.Column("breached", sa.Boolean(), nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("sequence", sa.BigInteger(), primary_key=True, autoincrement=False),
+    # ferry_monitor.alerts.AlertKind value.
+    sa.Column("kind", sa.Integer(), nullable=False),
+    sa.Column("slo", sa.String(256), nullable=False),
+    sa.Column("model_version", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("action", sa.Integer(), nullable=False),
+    sa.Column("action_result", sa.Text(), nullable=False),
+    sa.Column("create_time_ns", sa.BigInteger(), nullable=False),
 )
