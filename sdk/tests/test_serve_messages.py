@@ -142,3 +142,12 @@ def test_answers_are_joined_with_class_columns_when_the_classes_are_known() -> N
     assert "probabilities_0" in frames.result_frame(rows, thresholded, classes=None).columns
     with pytest.raises(ValueError, match="classes"):
         frames.result_frame(rows, every_class, classes=["a", "b"])
+
+
+def test_a_percent_alone_changes_only_the_share_of_the_split() -> None:
+    request = update(canary_percent=0)
+    assert list(request.update_mask.paths) == ["canary.percent"]
+    assert request.deployment.canary.percent == 0 and not request.deployment.canary.HasField("target")
+    assert list(update(shadow_percent=25).update_mask.paths) == ["shadow.percent"]
+    with pytest.raises(ValueError, match="not both"):
+        update(canary=(2, 10), canary_percent=0)

@@ -176,6 +176,8 @@ def update_request(
     batching: BatchingLike | Unset | None,
     sample_rate: float | Unset,
     etag: str,
+    canary_percent: int | Unset = UNSET,
+    shadow_percent: int | Unset = UNSET,
 ) -> pb.UpdateDeploymentRequest:
     """An ``UpdateDeploymentRequest`` whose mask names exactly the arguments given."""
     message = pb.Deployment(name=deployment_name(name), etag=etag)
@@ -191,6 +193,13 @@ def update_request(
         if split is not None:
             getattr(message, route).CopyFrom(traffic_split(split))
         paths.append(route)  # named and absent: the split is removed
+    for route, percent in (("canary", canary_percent), ("shadow", shadow_percent)):
+        if isinstance(percent, Unset):
+            continue
+        if not isinstance(canary if route == "canary" else shadow, Unset):
+            raise ValueError(f"{route}_percent: give {route} or {route}_percent, not both")
+        getattr(message, route).percent = percent
+        paths.append(f"{route}.percent")  # the share of the existing split, its target kept
     if not isinstance(batching, Unset):
         if batching is not None:
             message.batching.CopyFrom(batching_message(batching))
@@ -199,7 +208,10 @@ def update_request(
         message.sample_rate = sample_rate
         paths.append("sample_rate")
     if not paths:
-        raise ValueError("update_deployment: give primary, canary, shadow, batching, sample_rate or several")
+        raise ValueError(
+            "update_deployment: give primary, canary, shadow, canary_percent, shadow_percent, batching, "
+            "sample_rate or several"
+        )
     return pb.UpdateDeploymentRequest(deployment=message, update_mask=field_mask_pb2.FieldMask(paths=paths))
 
 

@@ -147,6 +147,8 @@ class ServeClient(SyncClient):
         batching: BatchingLike | Unset | None = UNSET,
         sample_rate: float | Unset = UNSET,
         etag: str = "",
+        canary_percent: int | Unset = UNSET,
+        shadow_percent: int | Unset = UNSET,
         timeout: float | None = None,
     ) -> pb.Deployment:
         """Change what is given, nothing else; new versions are loaded and ready before traffic moves.
@@ -158,6 +160,8 @@ class ServeClient(SyncClient):
             shadow: ``(target, percent)``, or ``None`` to remove the shadow.
             batching: as in :meth:`create_deployment`; ``None`` turns batching off.
             sample_rate: the fraction of requests sent to monitor (0 stops sampling).
+            canary_percent, shadow_percent: change only the share of the existing split (its
+                target kept; FailedPrecondition when the deployment has no such split).
             etag: the ``etag`` of the deployment as read: the update is refused with
                 ``Aborted`` (field ``deployment.etag``) when it changed since. Empty: no check.
 
@@ -165,7 +169,15 @@ class ServeClient(SyncClient):
             The deployment, READY or FAILED (the routes then stay as they were).
         """
         request = update_request(
-            name, primary=primary, canary=canary, shadow=shadow, batching=batching, sample_rate=sample_rate, etag=etag
+            name,
+            primary=primary,
+            canary=canary,
+            shadow=shadow,
+            batching=batching,
+            sample_rate=sample_rate,
+            etag=etag,
+            canary_percent=canary_percent,
+            shadow_percent=shadow_percent,
         )
         updated: pb.Deployment = self._call(self._stub.UpdateDeployment, request, self._transfer(timeout))
         return updated

@@ -110,11 +110,21 @@ class ServeClient(AsyncClient):
         batching: BatchingLike | Unset | None = UNSET,
         sample_rate: float | Unset = UNSET,
         etag: str = "",
+        canary_percent: int | Unset = UNSET,
+        shadow_percent: int | Unset = UNSET,
         timeout: float | None = None,
     ) -> pb.Deployment:
         """Change what is given, nothing else (see :meth:`ferry_sdk.ServeClient.update_deployment`)."""
         request = update_request(
-            name, primary=primary, canary=canary, shadow=shadow, batching=batching, sample_rate=sample_rate, etag=etag
+            name,
+            primary=primary,
+            canary=canary,
+            shadow=shadow,
+            batching=batching,
+            sample_rate=sample_rate,
+            etag=etag,
+            canary_percent=canary_percent,
+            shadow_percent=shadow_percent,
         )
         updated: pb.Deployment = await self._call(self._stub.UpdateDeployment, request, self._transfer(timeout))
         return updated
