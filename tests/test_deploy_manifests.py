@@ -177,6 +177,176 @@ def test_compose_support_files() -> None:
     assert any(collector["exporters"][e]["endpoint"] == "monitor:50055" for e in exporters)
 
 
+# --------------------------------------------------------------------------- Prometheus and Grafana
+
+GRAFANA_PROVISIONING = ROOT / "deploy" / "compose" / "grafana" / "provisioning"
+DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host source of a compose service's volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        found[target] = source
+    return found
+
+
+def _exported_metrics() -> dict[str, set[str]]:
+    """Sample name -> label names, from a scrape of monitor's own registry (every family filled once)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ferry_monitor.domain import BucketDelta, SeriesKey
+    from ferry_monitor.metrics import MonitorMetrics
+    from ferry_monitor.otlp import DecodedBatch
+
+    metrics = MonitorMetrics()
+    delta = BucketDelta()
+    delta.add(3.0, True)
+    batch = DecodedBatch(accepted=1, rejected=1)
+    batch.deltas[(0, SeriesKey("ferry-serve", "/Predict", "d", "m", 1, "primary"))] = delta
+    metrics.add(metrics.count(batch))
+    metrics.observe_drift("m", 1, "x", "psi", 0.1, False)
+    metrics.observe_alert("slo_breach")
+    names: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            names.setdefault(sample.name, set()).update(sample.labels)
+    return names
+
+
+def _dashboard_queries(dashboard: dict) -> list[str]:
+    queries = []
+    for panel in dashboard["panels"]:
+        queries += [target["expr"] for target in panel.get("targets", [])]
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        queries.append(query["query"] if isinstance(query, dict) else query)
+    return queries
+
+
+def test_compose_runs_prometheus_scraping_monitor_and_grafana() -> None:
+    services = _compose()["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"])
+    assert prometheus["depends_on"]["monitor"]["condition"] == "service_healthy"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert "/-/ready" in " ".join(prometheus["healthcheck"]["test"])
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+
+    # Prometheus scrapes the very port monitor serves /metrics on, and that port is published.
+    monitor = services["monitor"]
+    metrics_port = _port(monitor["environment"]["FERRY_MONITOR_METRICS_ADDRESS"])
+    assert f"{metrics_port}:{metrics_port}" in monitor["ports"]
+    config_file = f"--config.file={'/etc/prometheus/prometheus.yml'}"
+    assert config_file in prometheus["command"]
+    source = _mounts(prometheus)["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load((ROOT / source).read_text())
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        if job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job["static_configs"]
+        for target in static["targets"]
+    ]
+    assert f"monitor:{metrics_port}" in targets
+
+    # Grafana: provisioning and dashboards come from the repository.
+    mounts = _mounts(grafana)
+    assert (ROOT / mounts["/etc/grafana/provisioning"]).resolve() == GRAFANA_PROVISIONING
+    providers = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "ferry.yaml").read_text())["providers"]
+    (provider,) = providers
+    assert provider["type"] == "file"
+    dashboards_source = ROOT / mounts[provider["options"]["path"]]
+    assert sorted(dashboards_source.glob("*.json")) == DASHBOARDS and DASHBOARDS
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (dashboards_source / pathlib.PurePosixPath(home).relative_to(provider["options"]["path"])).is_file()
+
+
+def test_grafana_datasource_points_at_the_compose_prometheus() -> None:
+    services = _compose()["services"]
+    document = yaml.safe_load((GRAFANA_PROVISIONING / "datasources" / "prometheus.yaml").read_text())
+    (datasource,) = document["datasources"]
+    assert datasource["type"] == "prometheus"
+    host, port = datasource["url"].removeprefix("http://").split(":")
+    assert host in services and f"{port}:{port}" in services[host]["ports"]
+    assert any(arg.startswith("--config.file=") for arg in services[host]["command"])
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            if panel["type"] != "row":
+                assert panel["datasource"]["uid"] == datasource["uid"], (path.name, panel["title"])
+                for target in panel["targets"]:
+                    assert target["datasource"]["uid"] == datasource["uid"], (path.name, panel["title"])
+
+
+def _query_problems(query: str, exported: dict[str, set[str]]) -> list[str]:
+    """What in a PromQL query (or label_values() variable) names a metric or label monitor does not export."""
+    names = set(re.findall(r"\bferry_[a-z0-9_]+\b", query))
+    if not names:
+        return ["queries no Ferry metric"]
+    unknown = names - set(exported)
+    if unknown:
+        return [f"metrics monitor does not export: {sorted(unknown)}"]
+    problems = []
+    labels = set().union(*(exported[name] for name in names))
+    for metric, selector in re.findall(r"\b(ferry_[a-z0-9_]+)\{([^}]*)\}", query):
+        for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", selector):
+            if label not in exported[metric]:
+                problems.append(f"{metric} has no label {label!r}")
+    for grouping in re.findall(r"\bby\s*\(([^)]*)\)", query):
+        for label in filter(None, (part.strip() for part in grouping.split(","))):
+            if label not in labels:
+                problems.append(f"groups by unknown label {label!r}")
+    for metric, label in re.findall(r"label_values\((\w+),\s*(\w+)\)", query):
+        if label not in exported[metric]:
+            problems.append(f"{metric} has no label {label!r}")
+    return problems
+
+
+def test_dashboards_query_only_metrics_and_labels_monitor_exports() -> None:
+    exported = _exported_metrics()
+    assert "ferry_monitor_requests_total" in exported  # the scrape works at all
+    used: set[str] = set()
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["uid"] and dashboard["title"]
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+        for query in _dashboard_queries(dashboard):
+            assert _query_problems(query, exported) == [], f"{path.name}: {query!r}"
+            used |= set(re.findall(r"\bferry_[a-z0-9_]+\b", query))
+    # Requests, errors, latency and drift are all on the dashboard.
+    for needed in (
+        "ferry_monitor_requests_total",
+        "ferry_monitor_request_errors_total",
+        "ferry_monitor_request_duration_seconds_bucket",
+        "ferry_monitor_drift_score",
+    ):
+        assert needed in used, needed
+
+
+def test_dashboard_query_check_rejects_unknown_metrics_and_labels() -> None:
+    # Guards the check above against one that accepts anything.
+    exported = _exported_metrics()
+    good = 'sum by (deployment) (rate(ferry_monitor_requests_total{route="canary"}[5m]))'
+    assert _query_problems(good, exported) == []
+    for bad in (
+        "rate(ferry_monitor_request_latency_ms_bucket[5m])",  # no such metric
+        'rate(ferry_monitor_requests_total{feature="x"}[5m])',  # a drift label on a request metric
+        "sum by (statistic) (rate(ferry_monitor_requests_total[5m]))",
+        "label_values(ferry_monitor_drift_score, route)",
+        "up",  # no Ferry metric at all
+    ):
+        assert _query_problems(bad, exported), bad
+
+
 # --------------------------------------------------------------------------- kubernetes
 
 
@@ -239,6 +409,26 @@ def test_k8s_config_and_secret_cover_what_deployments_reference() -> None:
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["key"] in secret, f"{document['metadata']['name']}: {ref['key']}"
+
+
+def test_k8s_monitor_exposes_metrics_for_prometheus() -> None:
+    config = _find("ConfigMap", "ferry-config")["data"]
+    port = _port(config["FERRY_MONITOR_METRICS_ADDRESS"])
+    assert config["FERRY_MONITOR_METRICS_ADDRESS"].startswith("0.0.0.0:"), "Prometheus scrapes the pod's IP"
+    deployment = _find("Deployment", "monitor")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    service_ports = {p["name"]: p for p in _find("Service", "monitor")["spec"]["ports"]}
+    assert service_ports["metrics"]["port"] == port and service_ports["metrics"]["targetPort"] == "metrics"
+    # No other service claims the port (the ConfigMap is shared by every Deployment).
+    for svc in SERVICES:
+        if svc != "monitor":
+            (other,) = _find("Deployment", svc)["spec"]["template"]["spec"]["containers"]
+            assert all(p["containerPort"] != port for p in other["ports"]), svc
 
 
 def test_k8s_triton_runs_on_gpu_nodes() -> None:

@@ -73,18 +73,13 @@ def test_service_boots_serves_health_and_reflection_and_drains(booted: tuple[str
 
 
 # RPCs that later issues fill; until then they must answer UNIMPLEMENTED, never crash.
-# (train: every RPC is served; services/train/tests/test_service.py covers them.)
+# (train and monitor: every RPC is served; their own test suites cover them.)
 UNFILLED = {
     # Serve never passes Triton's repository RPCs through (DESIGN.md "Wire conventions").
     "serve": (
         "/inference.GRPCInferenceService/RepositoryIndex",
         "tritonclient.grpc.service_pb2",
         "RepositoryIndexRequest",
-    ),
-    "monitor": (
-        "/ferry.monitor.v1.MonitorService/GetDriftReport",
-        "ferry.monitor.v1.monitor_pb2",
-        "GetDriftReportRequest",
     ),
 }
 

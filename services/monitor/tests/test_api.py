@@ -331,10 +331,18 @@ def test_bad_input_names_the_field(stub: monitor_pb2_grpc.MonitorServiceStub) ->
         assert field in (raised.value.details() or "")
 
 
-def test_rpcs_not_built_yet_answer_unimplemented(stub: monitor_pb2_grpc.MonitorServiceStub) -> None:
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.GetDriftReport(pb.GetDriftReportRequest(), timeout=10)
-    assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
+def test_drift_and_policy_rpcs_check_their_form_first(stub: monitor_pb2_grpc.MonitorServiceStub) -> None:
+    # Service-level drift tests (with a registry and ingest) are in test_drift.py.
+    cases = [
+        (stub.GetDriftReport, pb.GetDriftReportRequest(), "model_version"),
+        (stub.SetModelPolicy, pb.SetModelPolicyRequest(), "policy"),
+        (stub.GetModelPolicy, pb.GetModelPolicyRequest(name="models/x"), "name"),
+    ]
+    for method, request, field in cases:
+        with pytest.raises(grpc.RpcError) as raised:
+            method(request, timeout=10)  # type: ignore[operator]
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+        assert field_of(raised.value) == field
 
 
 def test_sdk_client_reads_latency_and_traces(monitor: ServiceThread) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferry_common.settings import Settings
+from ferry_monitor.metrics import DEFAULT_MAX_SERIES, parse_metrics_address
 
 __all__ = ["MonitorConfig"]
 
@@ -25,6 +26,17 @@ class MonitorConfig:
         max_inferences: inference records kept; the oldest beyond go at the next sweep.
         sweep_seconds: how often expired buckets are deleted.
         slo_evaluate_seconds: how often every SLO is judged (``FERRY_MONITOR_SLO_EVALUATE_SECONDS``).
+        metrics_address: (host, port) of Prometheus ``/metrics`` (``FERRY_MONITOR_METRICS_ADDRESS``);
+            ``None`` (unset or empty) = no metrics endpoint.
+        metrics_max_series: latency and drift series exported at most
+            (``FERRY_MONITOR_METRICS_MAX_SERIES``).
+        drift_evaluate_seconds: how often versions of models with a policy are judged for
+            drift (``FERRY_MONITOR_DRIFT_EVALUATE_SECONDS``).
+        drift_window_seconds: the window of that periodic judgement
+            (``FERRY_MONITOR_DRIFT_WINDOW_SECONDS``).
+        drift_min_samples: recorded rows a window needs before a version can be judged in
+            breach (``FERRY_MONITOR_DRIFT_MIN_SAMPLES``).
+        drift_max_samples: newest records profiled per report (``FERRY_MONITOR_DRIFT_MAX_SAMPLES``).
     """
 
     database_url: str
@@ -36,6 +48,12 @@ class MonitorConfig:
     max_inferences: int = 1_000_000
     sweep_seconds: int = 60
     slo_evaluate_seconds: int = 5
+    metrics_address: tuple[str, int] | None = None
+    metrics_max_series: int = DEFAULT_MAX_SERIES
+    drift_evaluate_seconds: int = 60
+    drift_window_seconds: int = 3600
+    drift_min_samples: int = 100
+    drift_max_samples: int = 100_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorConfig:
@@ -55,4 +73,12 @@ class MonitorConfig:
             ),
             max_inferences=settings.get_int("FERRY_MONITOR_MAX_INFERENCES", 1_000_000, minimum=1),
             slo_evaluate_seconds=settings.get_int("FERRY_MONITOR_SLO_EVALUATE_SECONDS", 5, minimum=1),
+            metrics_address=parse_metrics_address(
+                "FERRY_MONITOR_METRICS_ADDRESS", settings.get_str("FERRY_MONITOR_METRICS_ADDRESS", "")
+            ),
+            metrics_max_series=settings.get_int("FERRY_MONITOR_METRICS_MAX_SERIES", DEFAULT_MAX_SERIES, minimum=1),
+            drift_evaluate_seconds=settings.get_int("FERRY_MONITOR_DRIFT_EVALUATE_SECONDS", 60, minimum=1),
+            drift_window_seconds=settings.get_int("FERRY_MONITOR_DRIFT_WINDOW_SECONDS", 3600, minimum=60),
+            drift_min_samples=settings.get_int("FERRY_MONITOR_DRIFT_MIN_SAMPLES", 100, minimum=1),
+            drift_max_samples=settings.get_int("FERRY_MONITOR_DRIFT_MAX_SAMPLES", 100_000, minimum=1),
         )

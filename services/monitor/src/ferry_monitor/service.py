@@ -33,6 +33,7 @@ from ferry_monitor.domain import (
     TimeRange,
 )
 from ferry_monitor.inferences import Feedback, InferenceRecord, Performance, measure
+from ferry_monitor.metrics import MonitorMetrics
 from ferry_monitor.otlp import DecodedBatch
 from ferry_monitor.store.base import InferenceStore, LatencyStore
 from ferry_monitor.traces import TraceStore
@@ -96,6 +97,7 @@ class MonitorService:
         max_inferences: int = 1_000_000,
         sweep_seconds: float = 60.0,
         clock: Callable[[], int] = time.time_ns,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         self._store = store
         self._inferences = inferences
@@ -107,6 +109,7 @@ class MonitorService:
         self.retention_seconds = retention_seconds
         self._sweep_seconds = sweep_seconds
         self.clock = clock
+        self._metrics = metrics
         self._pending: list[tuple[Deltas, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -151,6 +154,8 @@ class MonitorService:
 
     async def export(self, batch: DecodedBatch) -> None:
         """Commit the batch's latency deltas (returns once durable), then keep its spans."""
+        # Counted before the commit (it merges deltas in place), added once acknowledged.
+        counts = self._metrics.count(batch) if self._metrics is not None else None
         if batch.deltas:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._pending.append((batch.deltas, future))
@@ -158,6 +163,8 @@ class MonitorService:
                 self._committer = asyncio.create_task(self._commit_pending(), name="ferry-monitor-commit")
             await future
         self._traces.add(batch.spans)
+        if counts is not None and self._metrics is not None:
+            self._metrics.add(counts)
 
     async def _commit_pending(self) -> None:
         while self._pending:

@@ -1,8 +1,4 @@
-"""``ferry.monitor.v1.MonitorService`` and OTLP's ``TraceService`` over gRPC: parse, validate, map, delegate.
-
-RPCs not built yet (drift, policies) are inherited from the generated base
-class and answer UNIMPLEMENTED.
-"""
+"""``ferry.monitor.v1.MonitorService`` and OTLP's ``TraceService`` over gRPC: parse, validate, map, delegate."""
 
 from __future__ import annotations
 
@@ -17,7 +13,9 @@ from ferry.monitor.v1 import monitor_pb2 as pb
 from ferry.monitor.v1 import monitor_pb2_grpc
 from ferry_common.names import page_size, parse_version_name
 from ferry_common.pagination import Pages
+from ferry_monitor import drift_messages as dm
 from ferry_monitor import messages as m
+from ferry_monitor.drift_service import DriftService
 from ferry_monitor.otlp import decode_batch
 from ferry_monitor.service import MonitorService
 from ferry_monitor.slo_messages import alert_to_proto, parse_slo, slo_to_proto
@@ -46,11 +44,12 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
-    """The gRPC face of :class:`MonitorService` (the parts built so far)."""
+    """The gRPC face of :class:`MonitorService`, :class:`SloService` and :class:`DriftService`."""
 
-    def __init__(self, service: MonitorService, slos: SloService) -> None:
+    def __init__(self, service: MonitorService, slos: SloService, drift: DriftService) -> None:
         self._service = service
         self._slos = slos
+        self._drift = drift
 
     async def GetLatencySummary(self, request: pb.GetLatencySummaryRequest, context: Any) -> pb.LatencySummary:
         span_filter = m.parse_filter(request.filter)
@@ -108,3 +107,15 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         since = m.parse_since(request.since_sequence)
         async for alert in self._slos.watch(since):
             yield alert_to_proto(alert)
+
+    async def GetDriftReport(self, request: pb.GetDriftReportRequest, context: Any) -> pb.DriftReport:
+        model, version = dm.parse_model_version(request.model_version)
+        window = m.parse_window(request.window, request.HasField("window"))
+        numeric = dm.parse_numeric_method(request.numeric_method)
+        return dm.report_to_proto(await self._drift.report(model, version, window, numeric))
+
+    async def SetModelPolicy(self, request: pb.SetModelPolicyRequest, context: Any) -> pb.ModelPolicy:
+        return dm.policy_to_proto(await self._drift.set_policy(dm.parse_policy(request)))
+
+    async def GetModelPolicy(self, request: pb.GetModelPolicyRequest, context: Any) -> pb.ModelPolicy:
+        return dm.policy_to_proto(await self._drift.get_policy(dm.parse_policy_name(request.name)))

@@ -28,7 +28,7 @@ from typing import Protocol
 from ferry_common.database import DatabaseRunner
 from ferry_common.errors import InvalidArgument
 from ferry_common.logs import get_logger
-from ferry_monitor import sketches
+from ferry_monitor import metrics, sketches
 from ferry_monitor.domain import BUCKET_SECONDS, SpanFilter, TimeRange
 from ferry_monitor.store.base import AlertStore, LatencyStore
 
@@ -219,6 +219,7 @@ class SloService:
             result = await self._act(slo)
             alert = await self._runner.write(self._store.add_alert, self._alert(slo, verdict.message, result, now))
             _log.warning("slo breached", slo=slo.slo_id, sequence=alert.sequence, action_result=result)
+            metrics.observe_alert("slo_breach")
             raised.append(alert)
         if raised:
             self._notify()
@@ -227,6 +228,10 @@ class SloService:
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def alerts_added(self) -> None:
+        """Wake every WatchAlerts stream: another part of monitor (drift) stored alerts."""
+        self._notify()
 
     def _alert(self, slo: Slo, message: str, result: str, now_ns: int) -> Alert:
         f = slo.filter

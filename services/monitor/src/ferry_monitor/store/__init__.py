@@ -4,6 +4,7 @@ from ferry_monitor.store.alerts import SqlAlertStore
 from ferry_monitor.store.base import AlertStore, InferenceStore, LatencyStore
 from ferry_monitor.store.database import Database, open_database
 from ferry_monitor.store.inferences import SqlInferenceStore
+from ferry_monitor.store.policies import SqlPolicyStore
 from ferry_monitor.store.sql import SqlLatencyStore
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "SqlAlertStore",
     "SqlInferenceStore",
     "SqlLatencyStore",
+    "SqlPolicyStore",
     "open_database",
 ]

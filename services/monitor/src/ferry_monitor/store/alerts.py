@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
 
 from ferry_common.database import Database
 from ferry_monitor.domain import SpanFilter
@@ -19,7 +20,7 @@ from ferry_monitor.slos import Alert, AlertKind, BreachAction, Slo
 from ferry_monitor.store.rows import alerts as a
 from ferry_monitor.store.rows import slos as s
 
-__all__ = ["SqlAlertStore"]
+__all__ = ["SqlAlertStore", "insert_alert"]
 
 _FILTER_COLUMNS = ("service", "method", "deployment", "model", "version", "route")
 
@@ -50,6 +51,17 @@ def _alert(row: RowMapping) -> Alert:
         action_result=row["action_result"],
         create_time_ns=int(row["create_time_ns"]),
     )
+
+
+def insert_alert(session: Session, alert: Alert) -> Alert:
+    """Insert ``alert`` under the next sequence in the caller's write transaction; returns it."""
+    last = session.execute(sa.select(sa.func.max(a.c.sequence))).scalar()
+    stored = dataclasses.replace(alert, sequence=int(last or 0) + 1)
+    values = dataclasses.asdict(stored)
+    values["kind"] = int(stored.kind)
+    values["action"] = int(stored.action)
+    session.execute(sa.insert(a).values(**values))
+    return stored
 
 
 class SqlAlertStore:
@@ -87,12 +99,7 @@ class SqlAlertStore:
 
     def add_alert(self, alert: Alert) -> Alert:
         with self._database.writes.begin() as session:
-            last = session.execute(sa.select(sa.func.max(a.c.sequence))).scalar()
-            stored = dataclasses.replace(alert, sequence=int(last or 0) + 1)
-            values = dataclasses.asdict(stored)
-            values["kind"] = int(stored.kind)
-            values["action"] = int(stored.action)
-            session.execute(sa.insert(a).values(**values))
+            stored = insert_alert(session, alert)
             if alert.slo.startswith("slos/"):
                 slo_id = alert.slo.removeprefix("slos/")
                 session.execute(sa.update(s).where(s.c.slo_id == slo_id).values(breached=True))

@@ -43,6 +43,12 @@ class InferenceStore(Protocol):
     def labeled(self, model: str, version: int, route: str, start_ns: int, end_ns: int) -> list[tuple[str, str]]:
         """(outputs JSON, ground truth JSON) of the labeled records of a version in ``[start_ns, end_ns)``."""
 
+    def inputs(self, model: str, version: int, start_ns: int, end_ns: int, limit: int) -> list[str]:
+        """Inputs JSON of a version's records in ``[start_ns, end_ns)``, newest first, at most ``limit``."""
+
+    def versions_seen(self, models: Sequence[str], start_ns: int, end_ns: int) -> list[tuple[str, int]]:
+        """(model, version) of every version of ``models`` with records in ``[start_ns, end_ns)``."""
+
     def trim(self, before_ns: int, keep: int) -> int:
         """Delete records older than ``before_ns``, then the oldest beyond ``keep``; returns how many went."""
 

@@ -75,6 +75,28 @@ class SqlInferenceStore:
         with self._database.reads.begin() as session:
             return [(row.outputs, row.ground_truth) for row in session.execute(query)]
 
+    def inputs(self, model: str, version: int, start_ns: int, end_ns: int, limit: int) -> list[str]:
+        query = (
+            sa.select(t.c.inputs)
+            .where(t.c.model == model, t.c.version == version, t.c.time_ns >= start_ns, t.c.time_ns < end_ns)
+            .order_by(t.c.time_ns.desc(), t.c.id.desc())
+            .limit(limit)
+        )
+        with self._database.reads.begin() as session:
+            return list(session.execute(query).scalars())
+
+    def versions_seen(self, models: Sequence[str], start_ns: int, end_ns: int) -> list[tuple[str, int]]:
+        if not models:
+            return []
+        query = (
+            sa.select(t.c.model, t.c.version)
+            .where(t.c.model.in_(list(models)), t.c.time_ns >= start_ns, t.c.time_ns < end_ns)
+            .distinct()
+            .order_by(t.c.model, t.c.version)
+        )
+        with self._database.reads.begin() as session:
+            return [(row.model, int(row.version)) for row in session.execute(query)]
+
     def trim(self, before_ns: int, keep: int) -> int:
         with self._database.writes.begin() as session:
             deleted = int(session.execute(sa.delete(t).where(t.c.time_ns < before_ns)).rowcount or 0)  # type: ignore[attr-defined]

@@ -9,13 +9,16 @@
 - ``slos``: one row per objective (SetSlo), with whether it is breached now.
 - ``alerts``: one row per alert; ``sequence`` is the key, gap-free, assigned in the
   inserting transaction.
+- ``model_policies``: one row per model with a policy (SetModelPolicy).
+- ``drift_states``: one row per model version whose drift was judged with a policy: whether
+  it is in a breach, how many breaches it had, the training job started for the current one.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["alerts", "inference_records", "latency_buckets", "metadata", "slos"]
+__all__ = ["alerts", "drift_states", "inference_records", "latency_buckets", "metadata", "model_policies", "slos"]
 
 metadata = sa.MetaData()
 
@@ -98,4 +101,25 @@ alerts = sa.Table(
     sa.Column("action", sa.Integer(), nullable=False),
     sa.Column("action_result", sa.Text(), nullable=False),
     sa.Column("create_time_ns", sa.BigInteger(), nullable=False),
+)
+
+model_policies = sa.Table(
+    "model_policies",
+    metadata,
+    sa.Column("model", sa.String(63), primary_key=True),
+    sa.Column("drift_threshold", sa.Float(), nullable=False),
+    sa.Column("retrain_on_drift", sa.Boolean(), nullable=False),
+    sa.Column("min_accuracy", sa.Float(), nullable=False),
+    sa.Column("update_time_ns", sa.BigInteger(), nullable=False),
+)
+
+drift_states = sa.Table(
+    "drift_states",
+    metadata,
+    sa.Column("model", sa.String(63), primary_key=True),
+    sa.Column("version", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("breached", sa.Boolean(), nullable=False),
+    sa.Column("breaches", sa.BigInteger(), nullable=False),
+    # trainingJobs/{job} started for the current breach; empty when none.
+    sa.Column("training_job", sa.String(256), nullable=False),
 )

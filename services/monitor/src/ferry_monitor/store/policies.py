@@ -1,0 +1,93 @@
+"""Model policies and drift breach states on SQLAlchemy 2.x (SQLite or PostgreSQL).
+
+A drift alert and the breach state it records are written in one transaction
+(:meth:`SqlPolicyStore.record_breach`), so a restart neither repeats nor forgets an alert.
+"""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
+
+from ferry_common.database import Database
+from ferry_monitor.policies import DriftState, ModelPolicy
+from ferry_monitor.slos import Alert
+from ferry_monitor.store.alerts import insert_alert
+from ferry_monitor.store.rows import drift_states as d
+from ferry_monitor.store.rows import model_policies as p
+
+__all__ = ["SqlPolicyStore"]
+
+
+def _policy(row: RowMapping) -> ModelPolicy:
+    return ModelPolicy(
+        model=row["model"],
+        drift_threshold=float(row["drift_threshold"]),
+        retrain_on_drift=bool(row["retrain_on_drift"]),
+        min_accuracy=float(row["min_accuracy"]),
+    )
+
+
+def _state(row: RowMapping) -> DriftState:
+    return DriftState(
+        model=row["model"],
+        version=int(row["version"]),
+        breached=bool(row["breached"]),
+        breaches=int(row["breaches"]),
+        training_job=row["training_job"],
+    )
+
+
+def _put_state(session: Session, state: DriftState) -> None:
+    values = {"breached": state.breached, "breaches": state.breaches, "training_job": state.training_job}
+    key = (d.c.model == state.model) & (d.c.version == state.version)
+    updated = session.execute(sa.update(d).where(key).values(**values))
+    if not getattr(updated, "rowcount", 0):
+        session.execute(sa.insert(d).values(model=state.model, version=state.version, **values))
+
+
+class SqlPolicyStore:
+    """:class:`~ferry_monitor.drift.PolicyStore` on a :class:`~ferry_common.database.Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def put_policy(self, policy: ModelPolicy) -> None:
+        values = {
+            "drift_threshold": policy.drift_threshold,
+            "retrain_on_drift": policy.retrain_on_drift,
+            "min_accuracy": policy.min_accuracy,
+            "update_time_ns": time.time_ns(),
+        }
+        with self._database.writes.begin() as session:
+            updated = session.execute(sa.update(p).where(p.c.model == policy.model).values(**values))
+            if not getattr(updated, "rowcount", 0):
+                session.execute(sa.insert(p).values(model=policy.model, **values))
+
+    def get_policy(self, model: str) -> ModelPolicy | None:
+        with self._database.reads.begin() as session:
+            row = session.execute(sa.select(p).where(p.c.model == model)).mappings().first()
+            return _policy(row) if row is not None else None
+
+    def list_policies(self) -> list[ModelPolicy]:
+        with self._database.reads.begin() as session:
+            return [_policy(row) for row in session.execute(sa.select(p).order_by(p.c.model)).mappings()]
+
+    def get_state(self, model: str, version: int) -> DriftState:
+        key = (d.c.model == model) & (d.c.version == version)
+        with self._database.reads.begin() as session:
+            row = session.execute(sa.select(d).where(key)).mappings().first()
+            return _state(row) if row is not None else DriftState(model, version)
+
+    def put_state(self, state: DriftState) -> None:
+        with self._database.writes.begin() as session:
+            _put_state(session, state)
+
+    def record_breach(self, state: DriftState, alert: Alert) -> Alert:
+        with self._database.writes.begin() as session:
+            stored = insert_alert(session, alert)
+            _put_state(session, state)
+        return stored
