@@ -7,12 +7,13 @@ async with aio.RegistryClient() as registry:
 """
 
 from ferry_sdk.aio._ingest import IngestClient
-from ferry_sdk.aio._monitor import MonitorClient
+from ferry_sdk.aio._monitor import AlertWatch, MonitorClient
 from ferry_sdk.aio._registry import AliasWatch, RegistryClient
 from ferry_sdk.aio._serve import ServeClient
 from ferry_sdk.aio._train import TrainClient, TrainingJobWatch
 
 __all__ = [
+    "AlertWatch",
     "AliasWatch",
     "IngestClient",
     "MonitorClient",
