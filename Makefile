@@ -14,6 +14,7 @@ BUF := .tools/buf/node_modules/.bin/buf
 PACKAGES := protos libs/profile services/common sdk services/registry services/ingest services/train services/serve services/monitor
 INSTALL_INPUTS := constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help install protos lint typecheck test demo up down status bench clean
 
@@ -45,12 +46,14 @@ lint: $(STAMP) $(BUF) ## ruff check + ruff format --check + buf lint (STANDARD r
 typecheck: $(STAMP) ## mypy --strict on the source
 	$(VENV)/bin/mypy protos/ferry libs/*/src services/*/src sdk/src
 
-test: $(STAMP) ## The whole test suite (starts PostgreSQL first when run as root)
+test: $(STAMP) ## The whole test suite (starts PostgreSQL and installs Ceph RGW first when run as root)
 	scripts/ensure-postgres.sh
+	scripts/ensure-ceph.sh
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-demo: $(STAMP) ## Start the local stack, walk the lifecycle, stop it
-	$(PY) demo/lifecycle.py
+# DEMO_ARGS="--timings timings.json" also writes each step's wall time (bench/lifecycle reads them).
+demo: $(STAMP) ## Start the local stack, walk the whole lifecycle on scikit-learn's wine data, stop it
+	$(PY) demo/lifecycle.py $(DEMO_ARGS)
 
 up: $(STAMP) ## Start the five services in the background (logs in .ferry/logs)
 	$(VENV)/bin/ferry up

@@ -1,4 +1,4 @@
-"""The object-store interface, on the local backend and on a real S3 endpoint (moto)."""
+"""The object-store interface, on the local backend and on a real S3 endpoint (Ceph RGW, else moto)."""
 
 from __future__ import annotations
 
@@ -101,15 +101,15 @@ def backend(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Backend:
             return [name for name in files if name not in store.list("")]
 
         return Backend(store, scratch, leftovers)
-    # boto3 (moto's own dependency) asks through the public API, independently of minio.
+    # boto3 (a test dependency, through moto) asks through the public API, independently of minio.
     import boto3
 
     bucket = env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").split("/", 1)[0]
     client = boto3.client(
         "s3",
         endpoint_url=f"http://{env['FERRY_S3_ENDPOINT']}",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=env["FERRY_S3_ACCESS_KEY"],
+        aws_secret_access_key=env["FERRY_S3_SECRET_KEY"],
         region_name="us-east-1",
     )
 

@@ -408,7 +408,12 @@ def test_a_malformed_connections_file_stops_the_service(tmp_path: pathlib.Path) 
 
 def test_s3_imports_read_only_the_allowed_buckets(serve: Serve, s3_env: dict[str, str]) -> None:
     data = csv_bytes(20)
-    client = Minio(s3_env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
+    client = Minio(
+        s3_env["FERRY_S3_ENDPOINT"],
+        access_key=s3_env["FERRY_S3_ACCESS_KEY"],
+        secret_key=s3_env["FERRY_S3_SECRET_KEY"],
+        secure=False,
+    )
     own = s3_env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").split("/", 1)[0]
     other = f"other-{uuid.uuid4().hex[:8]}"
     client.make_bucket(other)

@@ -197,8 +197,8 @@ def test_a_wrong_backend_fails_fast_naming_it(tmp_path: pathlib.Path, env: dict[
     assert "pw" not in result.stderr  # no password in the message
 
 
-def test_a_missing_bucket_fails_fast_naming_it(tmp_path: pathlib.Path, s3_endpoint: str) -> None:
-    env = {"FERRY_OBJECT_STORE_URL": "s3://no-such-bucket/x", "FERRY_S3_ENDPOINT": s3_endpoint}
+def test_a_missing_bucket_fails_fast_naming_it(tmp_path: pathlib.Path, s3_env: dict[str, str]) -> None:
+    env = {**s3_env, "FERRY_OBJECT_STORE_URL": "s3://no-such-bucket/x"}
     result = subprocess.run(
         [str(BIN / "ferry-ingest")],
         env={

@@ -81,7 +81,12 @@ def test_upload_and_download_on_s3(registry_factory: Any, s3_env: dict[str, str]
     version = round_trip(registry)
     bucket = s3_env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").split("/")[0]
     assert version.artifact.uri == f"s3://{bucket}/ferry/models/churn/versions/1/artifact.onnx"
-    client = Minio(s3_env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
+    client = Minio(
+        s3_env["FERRY_S3_ENDPOINT"],
+        access_key=s3_env["FERRY_S3_ACCESS_KEY"],
+        secret_key=s3_env["FERRY_S3_SECRET_KEY"],
+        secure=False,
+    )
     stat = client.stat_object(bucket, "ferry/models/churn/versions/1/artifact.onnx")
     assert stat.size == version.artifact.size_bytes
 
@@ -105,7 +110,12 @@ def test_a_wrong_sha256_leaves_nothing_on_s3(registry_factory: Any, s3_env: dict
     error = failure(lambda: registry.stub.UploadModelVersion(upload_messages(b"abc" * 1000, sha256="1" * 64)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     bucket = s3_env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").split("/")[0]
-    client = Minio(s3_env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
+    client = Minio(
+        s3_env["FERRY_S3_ENDPOINT"],
+        access_key=s3_env["FERRY_S3_ACCESS_KEY"],
+        secret_key=s3_env["FERRY_S3_SECRET_KEY"],
+        secure=False,
+    )
     assert list(client.list_objects(bucket, recursive=True)) == []
 
 

@@ -178,6 +178,11 @@ def stored_keys(state: pathlib.Path, env: dict[str, str]) -> list[str]:
         root = state / "objects"
         return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
     bucket, _, prefix = env["FERRY_OBJECT_STORE_URL"].removeprefix("s3://").partition("/")
-    client = Minio(env["FERRY_S3_ENDPOINT"], access_key="test", secret_key="test", secure=False)
+    client = Minio(
+        env["FERRY_S3_ENDPOINT"],
+        access_key=env.get("FERRY_S3_ACCESS_KEY", ""),
+        secret_key=env.get("FERRY_S3_SECRET_KEY", ""),
+        secure=False,
+    )
     names = [o.object_name or "" for o in client.list_objects(bucket, prefix=f"{prefix}/", recursive=True)]
     return sorted(name.removeprefix(f"{prefix}/") for name in names)
