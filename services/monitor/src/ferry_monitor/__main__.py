@@ -77,6 +77,7 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
         window_seconds=config.drift_window_seconds,
         min_samples=config.drift_min_samples,
         max_samples=config.drift_max_samples,
+        min_labels=config.accuracy_min_labels,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -37,6 +37,9 @@ class MonitorConfig:
         drift_min_samples: recorded rows a window needs before a version can be judged in
             breach (``FERRY_MONITOR_DRIFT_MIN_SAMPLES``).
         drift_max_samples: newest records profiled per report (``FERRY_MONITOR_DRIFT_MAX_SAMPLES``).
+        accuracy_min_labels: labelled rows (ground truth and a ``label`` output) a window needs
+            before a version's accuracy is judged against its policy's ``min_accuracy``
+            (``FERRY_MONITOR_ACCURACY_MIN_LABELS``).
     """
 
     database_url: str
@@ -54,6 +57,7 @@ class MonitorConfig:
     drift_window_seconds: int = 3600
     drift_min_samples: int = 100
     drift_max_samples: int = 100_000
+    accuracy_min_labels: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorConfig:
@@ -81,4 +85,5 @@ class MonitorConfig:
             drift_window_seconds=settings.get_int("FERRY_MONITOR_DRIFT_WINDOW_SECONDS", 3600, minimum=60),
             drift_min_samples=settings.get_int("FERRY_MONITOR_DRIFT_MIN_SAMPLES", 100, minimum=1),
             drift_max_samples=settings.get_int("FERRY_MONITOR_DRIFT_MAX_SAMPLES", 100_000, minimum=1),
+            accuracy_min_labels=settings.get_int("FERRY_MONITOR_ACCURACY_MIN_LABELS", 100, minimum=1),
         )

@@ -26,12 +26,26 @@ nor forgets:
 - not drifted, from the periodic evaluation: the breach ends (re-armed). A
   ``GetDriftReport`` over a clean window does not end a breach (its window is the
   caller's choice).
+
+The same periodic evaluation judges accuracy, apart from drift (a version whose lineage
+names no dataset is still judged): for each such version of a model whose policy has
+``min_accuracy`` > 0, the rows of its records in the window that carry ground truth
+(RecordFeedback) and an output named ``label`` give the accuracy, as GetPerformance
+measures it. With at least ``min_labels`` of them (``FERRY_MONITOR_ACCURACY_MIN_LABELS``),
+an accuracy below ``min_accuracy`` while not in an accuracy breach starts one: one
+``ALERT_KIND_PERFORMANCE`` alert (action ``BREACH_ACTION_ALERT``; nothing else is done,
+``retrain_on_drift`` included), stored with the breach state (table ``accuracy_states``) in
+one transaction. An accuracy at or above the minimum over enough labels ends the breach
+(re-armed), as does a policy whose ``min_accuracy`` is now 0; fewer labels judge nothing
+and leave the state as it is. Regression versions (``prediction`` outputs) have no
+labelled rows and are never judged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -42,7 +56,8 @@ from ferry_common.errors import FailedPrecondition, InvalidArgument
 from ferry_common.logs import get_logger
 from ferry_monitor import metrics
 from ferry_monitor.drift import DriftResult, NumericStatistic, compare_inputs
-from ferry_monitor.policies import DriftState, ModelPolicy
+from ferry_monitor.inferences import Performance, measure
+from ferry_monitor.policies import AccuracyState, DriftState, ModelPolicy
 from ferry_monitor.service import DEFAULT_WINDOW_SECONDS, Window
 from ferry_monitor.slos import Alert, AlertKind, BreachAction
 from ferry_monitor.store.base import InferenceStore
@@ -92,9 +107,18 @@ class PolicyStore(Protocol):
     def record_breach(self, state: DriftState, alert: Alert) -> Alert:
         """Store the alert (next sequence) and the state in one transaction; returns the alert."""
 
+    def get_accuracy_state(self, model: str, version: int) -> AccuracyState:
+        """A version's accuracy breach state (never judged: not breached)."""
+
+    def put_accuracy_state(self, state: AccuracyState) -> None:
+        """Record a version's accuracy breach state."""
+
+    def record_accuracy_breach(self, state: AccuracyState, alert: Alert) -> Alert:
+        """Store the alert (next sequence) and the accuracy state in one transaction; returns the alert."""
+
 
 class DriftService:
-    """GetDriftReport, Set/GetModelPolicy, the periodic drift evaluation and retraining."""
+    """GetDriftReport, Set/GetModelPolicy, the periodic drift and accuracy evaluation, retraining."""
 
     def __init__(
         self,
@@ -108,6 +132,7 @@ class DriftService:
         window_seconds: int = 3600,
         min_samples: int = 100,
         max_samples: int = 100_000,
+        min_labels: int = 100,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._policies = policies
@@ -119,6 +144,7 @@ class DriftService:
         self._window_seconds = window_seconds
         self._min_samples = min_samples
         self._max_samples = max_samples
+        self._min_labels = min_labels
         self._clock = clock
         self._evaluator: asyncio.Task[None] | None = None
         # One judgement at a time in this process: a report and the evaluator seeing the
@@ -233,7 +259,10 @@ class DriftService:
     # ---------------------------------------------------------------- evaluation and breaches
 
     async def evaluate(self) -> list[Alert]:
-        """Judge every recently active version of every model with a policy; returns the alerts raised."""
+        """Judge drift and accuracy of every recently active version of every model with a policy.
+
+        Returns the alerts raised.
+        """
         end = self._clock()
         start = end - self._window_seconds * _NS
         policies = {p.model: p for p in await self._runner.read(self._policies.list_policies)}
@@ -241,14 +270,23 @@ class DriftService:
         raised: list[Alert] = []
         for model, version in seen:
             try:
-                lineage = await self._upstream.lineage(model, version, "model_version")
-                result = await self._measure(model, version, lineage, start, end, "psi", policies[model])
-                if result is None or result.sample_count < self._min_samples:
-                    continue
-                raised += await self._judge(policies[model], lineage, result, rearm=True)
+                raised += await self._evaluate_drift(policies[model], version, start, end)
             except Exception as error:  # one version's trouble (a deleted version, ingest down) spares the rest
                 _log.warning("drift evaluation of a version failed", model=model, version=version, error=str(error))
+            try:
+                raised += await self._evaluate_accuracy(policies[model], version, start, end)
+            except Exception as error:  # a lost database: the next round tries again
+                _log.warning("accuracy evaluation of a version failed", model=model, version=version, error=str(error))
         return raised
+
+    async def _evaluate_drift(self, policy: ModelPolicy, version: int, start: int, end: int) -> list[Alert]:
+        lineage = await self._upstream.lineage(policy.model, version, "model_version")
+        if not lineage.dataset_version:
+            return []  # no training data to compare with (a policy for its accuracy only)
+        result = await self._measure(policy.model, version, lineage, start, end, "psi", policy)
+        if result is None or result.sample_count < self._min_samples:
+            return []
+        return await self._judge(policy, lineage, result, rearm=True)
 
     async def _judge(self, policy: ModelPolicy, lineage: Lineage, result: DriftResult, *, rearm: bool) -> list[Alert]:
         async with self._judging:
@@ -271,6 +309,75 @@ class DriftService:
                     message = f"{result.summary()}; the breach continues and retraining had not started"
                     return [await self._raise(replace(state, training_job=job), message, outcome)]
             return []
+
+    # ---------------------------------------------------------------- accuracy
+
+    async def _evaluate_accuracy(self, policy: ModelPolicy, version: int, start: int, end: int) -> list[Alert]:
+        """Judge a version's accuracy in ``[start, end)`` against ``policy.min_accuracy`` (0: not checked)."""
+        model = policy.model
+        if policy.min_accuracy <= 0:
+            # Not checked (any more): a breach recorded under an earlier floor ends.
+            async with self._judging:
+                state = await self._runner.read(self._policies.get_accuracy_state, model, version)
+                if state.breached:
+                    await self._runner.write(self._policies.put_accuracy_state, replace(state, breached=False))
+            return []
+
+        def read() -> Performance:
+            rows = self._inferences.labeled(model, version, "", start, end)
+            pairs = [(json.loads(outputs), json.loads(truth)) for outputs, truth in rows]
+            # Classification only (outputs named ``label``): regressors have no accuracy.
+            return measure([(outputs, truth) for outputs, truth in pairs if "label" in outputs])
+
+        performance = await self._runner.read(read)
+        if performance.labeled_count < self._min_labels:
+            return []
+        name = f"models/{model}/versions/{version}"
+        async with self._judging:
+            state = await self._runner.read(self._policies.get_accuracy_state, model, version)
+            if performance.accuracy >= policy.min_accuracy:
+                if state.breached:
+                    await self._runner.write(self._policies.put_accuracy_state, replace(state, breached=False))
+                    _log.info(
+                        "accuracy breach ended",
+                        model_version=name,
+                        accuracy=performance.accuracy,
+                        minimum=policy.min_accuracy,
+                    )
+                return []
+            if state.breached:
+                return []
+            right = round(performance.accuracy * performance.labeled_count)
+            message = (
+                f"{name}: accuracy {performance.accuracy:.4g} ({right} of {performance.labeled_count} "
+                f"labelled rows right) is below the policy's min_accuracy {policy.min_accuracy:g} "
+                f"in the last {self._window_seconds} s"
+            )
+            alert = Alert(
+                sequence=0,  # assigned by the store
+                kind=AlertKind.PERFORMANCE,
+                slo="",
+                model_version=name,
+                deployment="",
+                message=message,
+                action=BreachAction.ALERT,
+                action_result="",
+                create_time_ns=self._clock(),
+            )
+            breach = replace(state, breached=True, breaches=state.breaches + 1)
+            stored = await self._runner.write(self._policies.record_accuracy_breach, breach, alert)
+        _log.warning(
+            "accuracy breach",
+            model_version=name,
+            sequence=stored.sequence,
+            accuracy=performance.accuracy,
+            minimum=policy.min_accuracy,
+        )
+        metrics.observe_alert("performance")
+        self._on_alert()
+        return [stored]
+
+    # ---------------------------------------------------------------- retraining
 
     async def _retrain(self, lineage: Lineage, state: DriftState) -> tuple[str, str]:
         """(job name or "", the alert's action_result)."""

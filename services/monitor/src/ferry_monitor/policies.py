@@ -7,11 +7,20 @@ A policy is kept per model id (``policies/{model}``) and applies to every versio
   The other statistics keep their documented defaults (``ferry_monitor.drift``).
 - ``retrain_on_drift``: a drift breach of a version starts a training job with the spec
   of the job that produced it, on the newest version of the same dataset.
-- ``min_accuracy``: stored and returned (a fraction in [0, 1], 0 = not checked);
-  performance alerts are not raised yet.
+- ``min_accuracy``: a fraction in [0, 1] (0 = not checked). The periodic evaluation
+  (``ferry_monitor.drift_service``) measures each recently active version's accuracy from
+  the ground truth RecordFeedback attached to its records in the window (the rows of
+  outputs named ``label``, as GetPerformance counts them); with at least
+  ``FERRY_MONITOR_ACCURACY_MIN_LABELS`` such rows and an accuracy below the minimum, the
+  version is in an accuracy breach: one ``ALERT_KIND_PERFORMANCE`` alert per breach
+  (:class:`AccuracyState`, persisted), re-armed when a later evaluation measures it at or
+  above the minimum (or finds ``min_accuracy`` set to 0). It only alerts:
+  ``retrain_on_drift`` is about drift and starts no job on an accuracy breach. Regression
+  versions (outputs named ``prediction``: MAE and RMSE) have no accuracy and are never
+  judged against it.
 
-A model without a stored policy has the default one (threshold 0.2, no retraining), and
-only models with a stored policy are evaluated periodically for drift.
+A model without a stored policy has the default one (threshold 0.2, no retraining, no
+accuracy floor), and only models with a stored policy are evaluated periodically.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from dataclasses import dataclass
 
 from ferry_common.errors import InvalidArgument
 
-__all__ = ["DEFAULT_DRIFT_THRESHOLD", "MAX_DRIFT_THRESHOLD", "DriftState", "ModelPolicy"]
+__all__ = ["DEFAULT_DRIFT_THRESHOLD", "MAX_DRIFT_THRESHOLD", "AccuracyState", "DriftState", "ModelPolicy"]
 
 DEFAULT_DRIFT_THRESHOLD = 0.2
 """PSI at or above which a numeric feature drifted, for models without their own threshold."""
@@ -91,3 +100,21 @@ class DriftState:
     breached: bool = False
     breaches: int = 0
     training_job: str = ""
+
+
+@dataclass(frozen=True)
+class AccuracyState:
+    """Whether a model version is in an accuracy breach now (accuracy below ``min_accuracy``).
+
+    Attributes:
+        model: the model id.
+        version: the version number.
+        breached: in a breach (an alert was raised and no evaluation has measured the
+            accuracy at or above the minimum since).
+        breaches: how many accuracy breaches this version has had.
+    """
+
+    model: str
+    version: int
+    breached: bool = False
+    breaches: int = 0

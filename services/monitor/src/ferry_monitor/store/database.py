@@ -13,7 +13,7 @@ _MIGRATIONS = pathlib.Path(__file__).resolve().parent.parent / "migrations"
 # pg_advisory_xact_lock key: concurrent monitor starts migrate one at a time.
 _MIGRATION_LOCK_KEY = 0x6665727279_05
 VERSION_TABLE = "alembic_version_monitor"
-HEAD_REVISION = "0003_slos_alerts"
+HEAD_REVISION = "0005_accuracy_states"
 
 
 def open_database(url: str, *, threads: int = 4) -> Database:

@@ -1,7 +1,8 @@
-"""Model policies and drift breach states on SQLAlchemy 2.x (SQLite or PostgreSQL).
+"""Model policies, drift and accuracy breach states on SQLAlchemy 2.x (SQLite or PostgreSQL).
 
-A drift alert and the breach state it records are written in one transaction
-(:meth:`SqlPolicyStore.record_breach`), so a restart neither repeats nor forgets an alert.
+A drift (accuracy) alert and the breach state it records are written in one transaction
+(:meth:`SqlPolicyStore.record_breach`, :meth:`SqlPolicyStore.record_accuracy_breach`), so a
+restart neither repeats nor forgets an alert.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from ferry_common.database import Database
-from ferry_monitor.policies import DriftState, ModelPolicy
+from ferry_monitor.policies import AccuracyState, DriftState, ModelPolicy
 from ferry_monitor.slos import Alert
 from ferry_monitor.store.alerts import insert_alert
+from ferry_monitor.store.rows import accuracy_states as q
 from ferry_monitor.store.rows import drift_states as d
 from ferry_monitor.store.rows import model_policies as p
 
@@ -47,6 +49,14 @@ def _put_state(session: Session, state: DriftState) -> None:
     updated = session.execute(sa.update(d).where(key).values(**values))
     if not getattr(updated, "rowcount", 0):
         session.execute(sa.insert(d).values(model=state.model, version=state.version, **values))
+
+
+def _put_accuracy_state(session: Session, state: AccuracyState) -> None:
+    values = {"breached": state.breached, "breaches": state.breaches}
+    key = (q.c.model == state.model) & (q.c.version == state.version)
+    updated = session.execute(sa.update(q).where(key).values(**values))
+    if not getattr(updated, "rowcount", 0):
+        session.execute(sa.insert(q).values(model=state.model, version=state.version, **values))
 
 
 class SqlPolicyStore:
@@ -90,4 +100,22 @@ class SqlPolicyStore:
         with self._database.writes.begin() as session:
             stored = insert_alert(session, alert)
             _put_state(session, state)
+        return stored
+
+    def get_accuracy_state(self, model: str, version: int) -> AccuracyState:
+        key = (q.c.model == model) & (q.c.version == version)
+        with self._database.reads.begin() as session:
+            row = session.execute(sa.select(q).where(key)).mappings().first()
+        if row is None:
+            return AccuracyState(model, version)
+        return AccuracyState(model, version, breached=bool(row["breached"]), breaches=int(row["breaches"]))
+
+    def put_accuracy_state(self, state: AccuracyState) -> None:
+        with self._database.writes.begin() as session:
+            _put_accuracy_state(session, state)
+
+    def record_accuracy_breach(self, state: AccuracyState, alert: Alert) -> Alert:
+        with self._database.writes.begin() as session:
+            stored = insert_alert(session, alert)
+            _put_accuracy_state(session, state)
         return stored

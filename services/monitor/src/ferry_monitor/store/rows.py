@@ -12,13 +12,24 @@
 - ``model_policies``: one row per model with a policy (SetModelPolicy).
 - ``drift_states``: one row per model version whose drift was judged with a policy: whether
   it is in a breach, how many breaches it had, the training job started for the current one.
+- ``accuracy_states``: one row per model version whose accuracy was judged against its
+  policy's ``min_accuracy``: whether it is in an accuracy breach, how many it had.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["alerts", "drift_states", "inference_records", "latency_buckets", "metadata", "model_policies", "slos"]
+__all__ = [
+    "accuracy_states",
+    "alerts",
+    "drift_states",
+    "inference_records",
+    "latency_buckets",
+    "metadata",
+    "model_policies",
+    "slos",
+]
 
 metadata = sa.MetaData()
 
@@ -122,4 +133,13 @@ drift_states = sa.Table(
     sa.Column("breaches", sa.BigInteger(), nullable=False),
     # trainingJobs/{job} started for the current breach; empty when none.
     sa.Column("training_job", sa.String(256), nullable=False),
+)
+
+accuracy_states = sa.Table(
+    "accuracy_states",
+    metadata,
+    sa.Column("model", sa.String(63), primary_key=True),
+    sa.Column("version", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("breached", sa.Boolean(), nullable=False),
+    sa.Column("breaches", sa.BigInteger(), nullable=False),
 )
