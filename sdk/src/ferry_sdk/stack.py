@@ -3,8 +3,10 @@
 ``ferry up`` starts each ``ferry-<service>`` console script found beside the running
 interpreter (:func:`ferry_sdk.spawn.spawn`), detached, with its log in
 ``$FERRY_STATE_DIR/logs/<service>.log`` and its pid in
-``$FERRY_STATE_DIR/run/<service>.pid``; ``ferry down`` sends SIGTERM (a graceful drain)
-to all of them at once and waits. Addresses come from the same
+``$FERRY_STATE_DIR/run/<service>.pid``, in two waves (:data:`WAVES`): registry, ingest
+and monitor first, then, once those serve, train and serve, which call them at start
+(serve re-applies its deployments through the registry). ``ferry down`` sends SIGTERM
+(a graceful drain) to all of them at once and waits. Addresses come from the same
 ``FERRY_<SERVICE>_ADDRESS`` variables the services read.
 
 A service this process started is its child: stopping it waits for and *reaps* it
@@ -27,6 +29,7 @@ from ferry_sdk.spawn import ServiceProcess, SpawnError, dial_address, health_sta
 
 __all__ = [
     "SERVICES",
+    "WAVES",
     "ServiceStatus",
     "StackError",
     "addresses",
@@ -40,6 +43,8 @@ __all__ = [
 ]
 
 SERVICES = ("registry", "ingest", "train", "serve", "monitor")
+WAVES = (("registry", "ingest", "monitor"), ("train", "serve"))
+"""The order :func:`start_all` starts services in: each wave once the one before serves."""
 _DEFAULT_PORTS = {"registry": 50051, "ingest": 50052, "train": 50053, "serve": 50054, "monitor": 50055}
 
 StackError = SpawnError
@@ -124,29 +129,45 @@ def _spawn(service: str, environ: Mapping[str, str]) -> ServiceProcess:
 def start_all(
     services: Iterable[str] = SERVICES, environ: Mapping[str, str] = os.environ, timeout: float = 60.0
 ) -> list[ServiceStatus]:
-    """Start several services at once (detached), then wait until each reports SERVING.
+    """Start several services (detached) in dependency waves and wait until each reports SERVING.
 
-    A service already running and SERVING is left as it is.
+    The services of one wave (:data:`WAVES`) start together; the next wave starts once they
+    all serve, so train and serve find the registry and ingest up when they start. A
+    service already running and SERVING is left as it is. ``timeout`` covers all waves.
+
+    Returns:
+        Each chosen service's status, in the order given.
 
     Raises:
-        StackError: one exited early or did not serve in time (the others keep running).
+        StackError: one exited early or did not serve in time (the ones started keep
+            running; later waves are not started).
     """
     root = state_dir(environ)
     results: dict[str, ServiceStatus] = {}
-    started: list[ServiceProcess] = []
     chosen = list(services)
-    for service in chosen:
-        address = addresses(environ)[service]
-        pid = _running_pid(root, service)
-        if pid is not None and health(address) == "SERVING":
-            results[service] = ServiceStatus(service, address, pid, "SERVING")
-        else:
-            started.append(_spawn(service, environ))
     deadline = time.monotonic() + timeout
-    for process in started:
-        process.wait_serving(max(1.0, deadline - time.monotonic()))
-        results[process.service] = ServiceStatus(process.service, process.address, process.pid, "SERVING")
+    for wave in _waves(chosen):
+        started: list[ServiceProcess] = []
+        for service in wave:
+            address = addresses(environ)[service]
+            pid = _running_pid(root, service)
+            if pid is not None and health(address) == "SERVING":
+                results[service] = ServiceStatus(service, address, pid, "SERVING")
+            else:
+                started.append(_spawn(service, environ))
+        for process in started:
+            process.wait_serving(max(1.0, deadline - time.monotonic()))
+            results[process.service] = ServiceStatus(process.service, process.address, process.pid, "SERVING")
     return [results[service] for service in chosen]
+
+
+def _waves(chosen: Iterable[str]) -> list[list[str]]:
+    """``chosen`` split by :data:`WAVES` (each once, in wave order; empty waves dropped)."""
+    order = {service: index for index, wave in enumerate(WAVES) for service in wave}
+    waves: list[list[str]] = [[] for _ in WAVES]
+    for service in dict.fromkeys(chosen):
+        waves[order.get(service, len(WAVES) - 1)].append(service)
+    return [wave for wave in waves if wave]
 
 
 def start(service: str, environ: Mapping[str, str] = os.environ, timeout: float = 60.0) -> ServiceStatus:

@@ -79,6 +79,7 @@ async def build(settings: Settings, tracer_provider: TracerProvider) -> ServiceD
         repository=config.model_repository,
         backend=config.triton_backend,
         drain_seconds=config.drain_seconds,
+        retry_max_seconds=config.retry_max_ms / 1000,
     )
     triton.on_restart = deployer.reload_all
     sampler = Sampler(monitor, config.sample_queue)

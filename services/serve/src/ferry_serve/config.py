@@ -33,6 +33,9 @@ class ServeConfig:
         db_threads: threads (and pooled connections) for database reads.
         triton_ready_seconds: how long a start waits for Triton (an external GPU Triton may
             take minutes to come up).
+        retry_max_ms: the longest wait between retries of a deployment whose apply failed
+            because the registry (or its download) or Triton could not be reached; the first
+            retry comes after 500 ms, each further one waits twice as long up to this.
     """
 
     database_url: str
@@ -46,6 +49,7 @@ class ServeConfig:
     shadow_concurrency: int = 64
     db_threads: int = 4
     triton_ready_seconds: int = 60
+    retry_max_ms: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeConfig:
@@ -70,4 +74,5 @@ class ServeConfig:
             shadow_concurrency=settings.get_int("FERRY_SERVE_SHADOW_CONCURRENCY", 64, minimum=1),
             db_threads=settings.get_int("FERRY_SERVE_DB_THREADS", 4, minimum=1),
             triton_ready_seconds=settings.get_int("FERRY_SERVE_TRITON_READY_TIMEOUT_SECONDS", 60, minimum=1),
+            retry_max_ms=settings.get_int("FERRY_SERVE_RETRY_MAX_MS", 10_000, minimum=500),
         )

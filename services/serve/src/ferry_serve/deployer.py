@@ -5,7 +5,11 @@ registry), make sure every version it names is loaded and warm in Triton (artifa
 downloaded through the registry with its sha256 checked, ``config.pbtxt`` from the
 signature), then swap the routing snapshot in one assignment and retire the versions no
 longer routed to once their in-flight requests finished. If any version fails to load or
-warm, traffic stays where it was and the deployment shows FAILED with the reason.
+warm, traffic stays where it was and the deployment shows FAILED with the reason. A failure
+only because the registry (or its download) or Triton cannot be reached is not final: the
+deployment shows PENDING (no traffic yet) or UPDATING (traffic stays where it was) with the
+reason and ``retrying in N s``, and is applied again with backoff (:mod:`ferry_serve.retries`)
+until it routes, fails for good, or is deleted.
 
 What triggers it: the control plane (Create/Update), the registry's alias events
 (:meth:`follow_aliases`), other replicas' changes in the shared database
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 
 from ferry.registry.v1 import registry_pb2
@@ -30,6 +34,7 @@ from ferry_common.logs import get_logger
 from ferry_sdk import aio
 from ferry_sdk import errors as sdk_errors
 from ferry_serve.domain import Deployment, DeploymentState, Target
+from ferry_serve.retries import Retries
 from ferry_serve.routing import LoadedVersion, Router, Routes
 from ferry_serve.store.base import ServeStore
 from ferry_serve.triton import Backend, Batching, Signature, TritonControl, remove_model, write_model
@@ -38,6 +43,10 @@ __all__ = ["Deployer", "triton_name_for"]
 
 _log = get_logger("ferry.serve.deployer")
 _REGISTRY_TIMEOUT = 30.0
+# Reopening the alias watch after an error other than UNAVAILABLE (which the SDK's watch
+# resumes from by itself): 0.5 s, doubling up to 10 s.
+_WATCH_RETRY_FIRST = 0.5
+_WATCH_RETRY_MAX = 10.0
 
 
 def triton_name_for(deployment: Deployment, version: int) -> str:
@@ -63,8 +72,8 @@ def _batching(deployment: Deployment) -> Batching | None:
 
 
 def _from_registry(error: sdk_errors.FerryError, what: str) -> FerryError:
-    """A registry error met while loading, as serve reports it."""
-    if isinstance(error, sdk_errors.Unavailable):
+    """A registry error met while loading, as serve reports it (unreachable or too slow: Unavailable)."""
+    if isinstance(error, sdk_errors.Unavailable | sdk_errors.DeadlineExceeded):
         return Unavailable(f"{what}: the registry is unavailable ({error.message})")
     if isinstance(error, sdk_errors.NotFound):
         return NotFound(f"{what}: {error.message}")
@@ -95,6 +104,8 @@ class Deployer:
         router: the data plane's routing snapshots.
         repository: Triton's model repository; backend: how models run there.
         drain_seconds: how long a replaced version may finish in-flight requests.
+        retry_max_seconds: the longest wait between retries of a deployment whose apply
+            failed because the registry or Triton could not be reached.
     """
 
     def __init__(
@@ -108,6 +119,7 @@ class Deployer:
         repository: Path,
         backend: Backend,
         drain_seconds: float = 30.0,
+        retry_max_seconds: float = 10.0,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -122,6 +134,7 @@ class Deployer:
         self._applied: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._retries = Retries(self._retry, maximum=retry_max_seconds)
 
     # ---------------------------------------------------------------- checks before storing
 
@@ -195,6 +208,7 @@ class Deployer:
             )
             if current is not None and self._same(current, deployment, resolved):
                 self._applied[deployment_id] = deployment.revision
+                self._retries.clear(deployment_id)
                 return await self._set_state(deployment, DeploymentState.READY, _describe(current))
             if current is None:
                 self._router.mark_unready(deployment_id, f"loading version(s) {resolved.versions()}")
@@ -208,13 +222,7 @@ class Deployer:
             loaded = {version: await self._ensure_loaded(deployment, version) for version in resolved.versions()}
         except FerryError as error:
             self._applied[deployment_id] = deployment.revision
-            reason = error.message
-            if current is None:
-                self._router.mark_unready(deployment_id, reason)
-            else:
-                reason += f"; traffic stays on {_describe(current)}"
-            _log.warning("deployment failed", deployment=deployment_id, reason=reason)
-            return await self._set_state(deployment, DeploymentState.FAILED, reason)
+            return await self._failed(deployment, current, error)
         routes = Routes(
             deployment=deployment,
             primary=loaded[resolved.primary[0]],
@@ -226,10 +234,48 @@ class Deployer:
         )
         old = self._router.swap(routes)
         self._applied[deployment_id] = deployment.revision
+        self._retries.clear(deployment_id)
         _log.info("deployment routed", deployment=deployment_id, routes=_describe(routes))
         if old is not None:
             self._retire_unused(old)
         return await self._set_state(deployment, DeploymentState.READY, _describe(routes))
+
+    async def _failed(self, deployment: Deployment, current: Routes | None, error: FerryError) -> Deployment:
+        """Record a failed apply: FAILED for good, or (registry or Triton unreachable) retried later."""
+        deployment_id = deployment.deployment_id
+        reason = error.message
+        passing = isinstance(error, Unavailable)
+        if passing:
+            reason += f"; retrying in {self._retries.schedule(deployment_id):g} s"
+        else:
+            self._retries.clear(deployment_id)
+        if current is None:
+            self._router.mark_unready(deployment_id, reason)
+        else:
+            reason += f"; traffic stays on {_describe(current)}"
+        if passing:
+            _log.warning("deployment waits for a retry", deployment=deployment_id, reason=reason)
+            state = DeploymentState.PENDING if current is None else DeploymentState.UPDATING
+            return await self._set_state(deployment, state, reason)
+        _log.warning("deployment failed", deployment=deployment_id, reason=reason)
+        return await self._set_state(deployment, DeploymentState.FAILED, reason)
+
+    async def _retry(self, deployment_id: str) -> None:
+        """Apply the deployment as stored now, unless something since ended its retries."""
+        async with self._lock:
+            if not self._retries.wanted(deployment_id):
+                return  # routed, failed for good or deleted meanwhile
+            try:
+                latest = await self._runner.read(self._store.get, deployment_id)
+            except NotFound:  # deleted (through another replica)
+                self._retries.clear(deployment_id)
+                self._applied.pop(deployment_id, None)
+                old = self._router.remove(deployment_id)
+                if old is not None:
+                    self._retire_unused(old)
+                return
+            _log.info("retrying deployment", deployment=deployment_id)
+            await self._apply(latest)
 
     async def _resolve_split(self, deployment: Deployment, route: str) -> tuple[int, str] | None:
         split = deployment.canary if route == "canary" else deployment.shadow
@@ -358,6 +404,7 @@ class Deployer:
         """Stop routing to a deleted deployment; its versions are unloaded after they drain."""
         async with self._lock:
             self._applied.pop(deployment_id, None)
+            self._retries.clear(deployment_id)
             old = self._router.remove(deployment_id)
         if old is not None:
             self._retire_unused(old)
@@ -399,7 +446,8 @@ class Deployer:
                     if self.applied_revision(deployment.deployment_id) < deployment.revision:
                         await self.apply(deployment)
                 for deployment_id in changes.deleted_ids:
-                    if self._router.get(deployment_id) is not None:
+                    known = self._router.get(deployment_id) is not None or deployment_id in self._router.unready_ids()
+                    if known or self._retries.wanted(deployment_id):
                         await self.remove(deployment_id)
                 revision = changes.revision
             except FerryError as error:
@@ -410,10 +458,37 @@ class Deployer:
     async def follow_aliases(self, since: int, on_revision: Callable[[int], Awaitable[None]]) -> None:
         """Re-apply the deployments following an alias when the registry moves it.
 
-        ``since`` is the last alias revision acted on (stored); the SDK's watch resumes
-        after every disconnect from the last revision it delivered.
+        ``since`` is the last alias revision acted on (stored). The SDK's watch resumes after
+        every disconnect (UNAVAILABLE: the registry down or restarting) from the last revision
+        it delivered, for as long as it takes. Any other error ending the watch, or one met
+        while acting on an event, is logged and the watch opened again after a backoff from
+        the last revision acted on, so an event is never lost.
         """
-        watch = self._registry.watch_aliases(since_revision=since)
+        revision = since
+        delay = 0.0
+        while not self._stopping.is_set():
+            watch = self._registry.watch_aliases(since_revision=revision)
+            try:
+                async with contextlib.aclosing(self._events(watch)) as events:
+                    async for event in events:
+                        await self._on_alias_event(event)
+                        revision = int(event.revision)
+                        delay = 0.0
+                        await on_revision(revision)
+                if self._stopping.is_set():
+                    return
+                message = "the watch ended"
+            except (sdk_errors.FerryError, FerryError) as error:
+                message = error.message
+            finally:
+                watch.cancel()
+            delay = min(_WATCH_RETRY_MAX, max(_WATCH_RETRY_FIRST, delay * 2))
+            _log.error("alias watch failed; reopening it", error=message, after_revision=revision, retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _events(self, watch: aio.AliasWatch) -> AsyncGenerator[registry_pb2.AliasEvent, None]:
+        """The watch's events until it ends or serve stops (its errors are raised)."""
         stopping = asyncio.ensure_future(self._stopping.wait())
         next_event: asyncio.Future[registry_pb2.AliasEvent] | None = None
         try:
@@ -422,20 +497,16 @@ class Deployer:
                 done, _ = await asyncio.wait({next_event, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if next_event not in done:
                     return
+                arrived, next_event = next_event, None
                 try:
-                    event = next_event.result()
+                    event = arrived.result()
                 except StopAsyncIteration:
                     return
-                except sdk_errors.FerryError as error:
-                    _log.error("alias watch ended", error=error.message)
-                    return
-                next_event = None
-                await self._on_alias_event(event)
-                await on_revision(int(event.revision))
+                yield event
         finally:
-            watch.cancel()
             stopping.cancel()
             if next_event is not None:
+                watch.cancel()
                 next_event.cancel()
                 # The watch ends its pending read with StopAsyncIteration once cancelled.
                 with contextlib.suppress(BaseException):
@@ -481,8 +552,9 @@ class Deployer:
                     await self.apply(latest)
 
     async def stop(self) -> None:
-        """End the followers and wait for pending retirements."""
+        """End the followers and retries, and wait for pending retirements."""
         self._stopping.set()
+        await self._retries.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

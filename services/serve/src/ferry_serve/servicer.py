@@ -3,7 +3,9 @@
 Create and Update check the model and its targets in the registry before anything is
 stored, store the deployment, then apply it (load, warm, route) before answering: the
 answer shows ``state`` READY with ``served_versions``, or FAILED with the reason (traffic
-then stays where it was). Other replicas pick the change up from the shared database.
+then stays where it was), or PENDING / UPDATING with the reason and ``retrying in N s`` when
+the registry or Triton became unreachable meanwhile (the deployer retries by itself). Other
+replicas pick the change up from the shared database.
 """
 
 from __future__ import annotations
