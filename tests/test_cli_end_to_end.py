@@ -1,7 +1,7 @@
 """The README's session through the installed `ferry` command, against real processes.
 
     ferry up
-    ferry datasets upload churn.csv --name churn --split train=0.8,validation=0.2 --stratify churned
+    ferry datasets upload churn.csv --name churn
     ferry train run --dataset datasets/churn/versions/1 --target churned --register-model models/churn --watch
     ferry models alias set models/churn/aliases/production 1
     ferry deploy create churn --model models/churn --alias production
@@ -9,6 +9,8 @@
     ferry monitor latency --deployment churn
     ferry down
 
+This is the issue's session word for word: the plain upload has no splits, so `train run`
+splits it 80/20 (stratified by the target) into version 2 of the same dataset first.
 Every step is a subprocess of `.venv/bin/ferry` with `--output json`, its stdout parsed;
 the five services are the processes `ferry up` starts (state in ``tmp_path``, free ports),
 tracing on so serve's spans reach monitor.
@@ -86,13 +88,10 @@ def test_the_readme_session_through_the_cli(tmp_path: pathlib.Path) -> None:
         up = ferry.run("up", timeout=240)
         assert [s["health"] for s in up["services"]] == ["SERVING"] * 5
 
-        version = ferry.run(
-            "datasets", "upload", "churn.csv", "--name", "churn",
-            "--split", "train=0.8,validation=0.2", "--stratify", "churned",
-        )  # fmt: skip
+        version = ferry.run("datasets", "upload", "churn.csv", "--name", "churn")
         assert version["name"] == "datasets/churn/versions/1"
         assert version["row_count"] == "400"
-        assert {s["name"]: s["row_count"] for s in version["splits"]} == {"train": "320", "validation": "80"}
+        assert not version.get("splits")
 
         job = ferry.run(
             "train", "run", "--dataset", "datasets/churn/versions/1", "--target", "churned",
@@ -101,6 +100,9 @@ def test_the_readme_session_through_the_cli(tmp_path: pathlib.Path) -> None:
         )  # fmt: skip
         assert job["state"] == "STATE_SUCCEEDED"
         assert job["model_version"] == "models/churn/versions/1"
+        assert job["dataset_version"] == "datasets/churn/versions/2"  # the automatic split
+        split = ferry.run("datasets", "show", "datasets/churn/versions/2")
+        assert {s["name"]: s["row_count"] for s in split["splits"]} == {"train": "320", "validation": "80"}
         assert 0.0 <= job["metrics"]["val_accuracy"] <= 1.0
 
         alias = ferry.run("models", "alias", "set", "models/churn/aliases/production", "1")
@@ -110,8 +112,8 @@ def test_the_readme_session_through_the_cli(tmp_path: pathlib.Path) -> None:
         lineage = ferry.run("models", "lineage", "models/churn/aliases/production")
         assert lineage["training_job"]["name"] == job["name"]
         assert [d["name"] for d in lineage["dataset_versions"]] == [
+            "datasets/churn/versions/2",
             "datasets/churn/versions/1",
-            "datasets/churn-raw/versions/1",
         ]
 
         deployment = ferry.run("deploy", "create", "churn", "--model", "models/churn", "--alias", "production",

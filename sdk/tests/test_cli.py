@@ -319,6 +319,31 @@ def test_train_run_show_list_cancel_with_a_config_file(
     assert as_json(watched)["state"] == "STATE_CANCELLED"
 
 
+def test_train_run_splits_a_plain_upload_first_unless_told_not_to(
+    services: dict[str, str], churn_csv: pathlib.Path
+) -> None:
+    plain = as_json(invoke(services, "datasets", "upload", str(churn_csv), "--name", "plain", "-o", "json"))
+    assert plain["name"] == "datasets/plain/versions/1" and not plain.get("splits")
+
+    refused = invoke(services, "train", "run", "--dataset", "datasets/plain/versions/1", "--target", "churned",
+                     "--register-model", "models/plain", "--no-auto-split", "-o", "json")  # fmt: skip
+    assert refused.exit_code == 1
+    error = as_json(refused)["error"]
+    assert error["code"] in ("NOT_FOUND", "FAILED_PRECONDITION") and "split" in error["field"], error
+
+    created = invoke(services, "train", "run", "--dataset", "datasets/plain/versions/1", "--target", "churned",
+                     "--register-model", "models/plain", "--epochs", "1", "--validation-fraction", "0.25",
+                     "-o", "json")  # fmt: skip
+    assert created.exit_code == 0, created.output
+    job = as_json(created)
+    assert job["dataset_version"] == "datasets/plain/versions/2"
+    split = as_json(invoke(services, "datasets", "show", "datasets/plain/versions/2", "-o", "json"))
+    rows = {s["name"]: int(s["row_count"]) for s in split["splits"]}
+    assert rows == {"train": int(plain["row_count"]) * 3 // 4, "validation": int(plain["row_count"]) // 4}
+    assert split["lineage"]["parent"] == "datasets/plain/versions/1"
+    invoke(services, "train", "cancel", job["name"], "-o", "json")
+
+
 def test_models_versions_aliases_and_lineage(services: dict[str, str], tmp_path: pathlib.Path) -> None:
     with RegistryClient(services["FERRY_REGISTRY_ADDRESS"]) as registry:
         registry.create_model("fraud", labels={"team": "risk"})

@@ -23,6 +23,7 @@ from ferry_sdk.cli._common import (
     emit,
     err_console,
     handle_errors,
+    ingest_client,
     is_json,
     note,
     train_client,
@@ -245,6 +246,53 @@ def _follow(ctx: typer.Context, train: TrainClient, name: str) -> pb.TrainingJob
     return final
 
 
+def _auto_split(ctx: typer.Context, flags: dict[str, Any], validation_fraction: float) -> None:
+    """Give an unsplit dataset version train/validation splits, so a plain upload can be trained on.
+
+    Training reads named splits (``train`` and ``validation`` by default). When the version has
+    none and no split was named, the rows are split by ingest's recipe into the next version of
+    the same dataset (its parent is the given version, so the lineage shows both), stratified by
+    the target for classification, with the job's seed: the same upload always gets the same
+    split (ingest returns the existing version for the same content).
+    """
+    if flags.get("training_split") or flags.get("validation_split"):
+        return
+    if not 0 < validation_fraction < 1:
+        raise CliError(
+            f"--validation-fraction {validation_fraction!r} is not between 0 and 1", field="--validation-fraction"
+        )
+    source = str(flags["dataset"])
+    with ingest_client(ctx) as ingest:
+        version = ingest.get_dataset_version(source)
+        if version.splits:
+            return
+        dataset_id = version.name.split("/")[1]
+        step: dict[str, Any] = {
+            "fractions": [
+                {"name": "train", "fraction": round(1 - validation_fraction, 6)},
+                {"name": "validation", "fraction": validation_fraction},
+            ],
+            "seed": str(flags.get("seed") or 0),
+        }
+        if (flags.get("task") or "classification").lower() == "classification":
+            step["stratify_column"] = str(flags["target"])
+        note(
+            ctx,
+            f"{version.name} has no train/validation splits: splitting it "
+            f"{1 - validation_fraction:.0%}/{validation_fraction:.0%}"
+            + (f" (stratified by {flags['target']})" if "stratify_column" in step else "")
+            + " into a new version of the same dataset (--no-auto-split to refuse instead)...",
+        )
+        split = ingest.transform_dataset(
+            version.name,
+            dataset_id,
+            {"steps": [{"split": step}]},
+            description=f"train/validation split of {version.name}",
+        )
+    note(ctx, f"training on {split.name} ({', '.join(f'{s.name} {s.row_count} rows' for s in split.splits)})")
+    flags["dataset"] = split.name
+
+
 def _finish(ctx: typer.Context, job: pb.TrainingJob) -> None:
     """Print the final job; exit 4 unless it SUCCEEDED."""
     emit(ctx, job, lambda console: render_job(console, job))
@@ -314,13 +362,30 @@ def run(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Follow the job until it ends (exit 4 unless it SUCCEEDED).")
     ] = False,
+    auto_split: Annotated[
+        bool,
+        typer.Option(
+            help="When the dataset version has no splits (a plain upload) and none is named, split it into "
+            "train/validation first (a new version of the same dataset, stratified by the target for "
+            "classification, seeded by --seed)."
+        ),
+    ] = True,
+    validation_fraction: Annotated[
+        float, typer.Option(help="With the automatic split: the share of rows kept for validation.")
+    ] = 0.2,
     output: OutputOption = None,
 ) -> None:
     """Create a training job (the built-in MLP unless --custom-model), optionally following it.
 
     Without --watch it prints the queued job and returns; `ferry train watch NAME` follows it later.
+    A dataset version without splits (a plain `ferry datasets upload`) is split 80/20 first
+    (see --auto-split).
     """
-    flags = {key: value for key, value in ctx.params.items() if key not in {"config", "job_id", "request_id", "watch"}}
+    flags = {
+        key: value
+        for key, value in ctx.params.items()
+        if key not in {"config", "job_id", "request_id", "watch", "auto_split", "validation_fraction"}
+    }
     with train_client(ctx) as train:
         if config is not None:
             spec = _load_config(config)
@@ -336,6 +401,8 @@ def run(
                     "--register-model is required: the model the result is registered under (models/churn)",
                     field="--register-model",
                 )
+            if auto_split:
+                _auto_split(ctx, flags, validation_fraction)
             job = train.create_training_job(job_id, request_id=request_id, **_create_kwargs(flags))
         if not watch:
             emit(ctx, job, lambda console: render_job(console, job))
