@@ -249,6 +249,9 @@ def test_errors_exit_with_the_servers_message_and_field(services: dict[str, str]
     assert "NOT_FOUND" in missing.stderr
     assert missing.stdout == ""
 
+    if invoke(services, "datasets", "show", "datasets/churn/versions/1").exit_code != 0:  # tests may run alone
+        invoke(services, "datasets", "upload", str(churn_csv), "--name", "churn", "--split",
+               "train=0.75,validation=0.25")  # fmt: skip
     as_text = invoke(services, "datasets", "show", "datasets/churn/versions/9")
     assert as_text.exit_code == 1
     assert "NOT_FOUND" in as_text.stderr and "version 9 not found" in as_text.stderr

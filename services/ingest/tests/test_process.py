@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
@@ -25,27 +26,31 @@ BIN = pathlib.Path(sys.executable).parent
 MIB = 1024 * 1024
 
 
-def write_csv(path: pathlib.Path, target_bytes: int, seed: int = 0) -> int:
-    """A numeric + categorical CSV of about ``target_bytes``; returns its row count."""
+def write_csv(path: pathlib.Path, target_bytes: int, seed: int = 0, *, free_text: bool = False) -> int:
+    """A numeric + categorical CSV of about ``target_bytes``; returns its row count.
+
+    ``free_text`` adds ``note``: three words and a number, almost every value distinct (the
+    profile's categorical bound saturates on it in the first row group).
+    """
     rng = np.random.default_rng(seed)
-    schema = pa.schema(
-        [("id", pa.int64()), ("x", pa.float64()), ("y", pa.float64()), ("n", pa.int64()), ("kind", pa.string())]
-    )
+    fields = [("id", pa.int64()), ("x", pa.float64()), ("y", pa.float64()), ("n", pa.int64()), ("kind", pa.string())]
+    schema = pa.schema([*fields, ("note", pa.string())] if free_text else fields)
+    words = pa.array([f"w{i:04d}" for i in range(2000)])
     rows, block = 0, 250_000
     with pacsv.CSVWriter(path, schema) as writer:
         while path.stat().st_size < target_bytes:
-            writer.write_table(
-                pa.table(
-                    {
-                        "id": np.arange(rows, rows + block),
-                        "x": rng.normal(0, 1, block).round(6),
-                        "y": rng.exponential(10, block).round(4),
-                        "n": rng.integers(0, 1000, block),
-                        "kind": pa.array(rng.choice(["alpha", "beta", "gamma"], block)),
-                    },
-                    schema=schema,
-                )
-            )
+            columns: dict[str, pa.Array | np.ndarray] = {
+                "id": np.arange(rows, rows + block),
+                "x": rng.normal(0, 1, block).round(6),
+                "y": rng.exponential(10, block).round(4),
+                "n": rng.integers(0, 1000, block),
+                "kind": pa.array(rng.choice(["alpha", "beta", "gamma"], block)),
+            }
+            if free_text:
+                picked = [words.take(pa.array(rng.integers(0, len(words), block))) for _ in range(3)]
+                number = pa.array(rng.integers(0, 1_000_000, block)).cast(pa.string())
+                columns["note"] = pc.binary_join_element_wise(*picked, number, " ")
+            writer.write_table(pa.table(columns, schema=schema))
             rows += block
     return rows
 
@@ -112,12 +117,16 @@ def test_kill_9_mid_upload_leaves_nothing_and_the_retry_succeeds(
 
 
 @pytest.mark.slow
-def test_one_gigabyte_csv_streams_through_in_under_300_mb_resident(tmp_path: pathlib.Path) -> None:
+def test_one_gigabyte_csv_streams_through_in_under_300_mb_resident(
+    tmp_path: pathlib.Path, backend_env: dict[str, str]
+) -> None:
+    # With a free-text column (the profile saturates on it) and, on S3, the staged
+    # multipart upload of data.parquet following the conversion.
     source = tmp_path / "huge.csv"
-    rows = write_csv(source, 1024 * MIB, seed=1)
+    rows = write_csv(source, 1024 * MIB, seed=1, free_text=True)
     state = tmp_path / "state"
     state.mkdir()
-    server = IngestProcess(state, {}).start()
+    server = IngestProcess(state, backend_env).start()
     assert server.proc is not None
     status = pathlib.Path(f"/proc/{server.proc.pid}/status")
     samples, stop = [_memory_status(status)], threading.Event()
@@ -151,6 +160,22 @@ def test_one_gigabyte_csv_streams_through_in_under_300_mb_resident(tmp_path: pat
     )
     print(f"1 GB CSV: {report}")
     assert peak["VmRSS"] < 300 * 1_000_000, report
+
+
+def test_the_server_process_gives_arrow_the_system_allocator() -> None:
+    # Arrow's C++ default pool is fixed when pyarrow loads; what Arrow allocates without a
+    # pool (Acero's group-by in the profile) went to mimalloc, which kept tens of MB of
+    # freed pages resident (ferry_ingest/__init__.py, bench/ingest/README.md).
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    probe = (
+        "import ferry_ingest.__main__, pyarrow as pa\n"
+        "pa.table({'k': pa.array(range(100_000)) }).group_by('k').aggregate([('k', 'count')])\n"
+        "print(pa.default_memory_pool().backend_name, pa.mimalloc_memory_pool().max_memory())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["system", "0"], out.stdout + out.stderr
 
 
 def _memory_status(status: pathlib.Path) -> dict[str, int]:

@@ -6,7 +6,14 @@ defaults such buffers land in per-thread arenas whose freed space is kept, and
 mimalloc (Arrow's default pool) keeps freed pages per thread too, so resident
 memory creeps up hundreds of megabytes above what is in use. Here, buffers above
 256 KiB are mapped and unmapped directly (returned to the OS on free), arenas are
-capped at 2, and Arrow allocates through the same system allocator.
+capped at 2, and Arrow allocates through the same system allocator: pyarrow's calls
+through :func:`tune_allocators`, and Arrow's C++ code that allocates without being
+handed a pool (Acero's group-by, which the profile's categorical columns use) through
+``ARROW_DEFAULT_MEMORY_POOL=system``, set by ``ferry_ingest/__init__.py`` because Arrow
+reads it only once, when pyarrow loads. Without the latter, saturating the profile of
+one free-text column (131,072 mostly distinct strings in the first row group) left
+about 40 MB more resident in mimalloc's pages, and a process's peak grew by 10-40 MB
+with each of its first uploads of such a table (bench/ingest/README.md).
 
 pyarrow also imports pandas, when it is installed, on its first array conversion,
 only to check whether objects are pandas objects. The ingest process never hands
