@@ -90,12 +90,14 @@ __all__ = [
     "handle_errors",
     "ingest_client",
     "is_json",
+    "labels_text",
     "monitor_client",
     "note",
     "out_console",
     "registry_client",
     "root_callback",
     "serve_client",
+    "timestamp",
     "to_json",
     "train_client",
     "transfer_progress",
@@ -280,6 +282,16 @@ def to_json(data: Any) -> Any:
     if isinstance(data, enum.Enum):
         return data.value
     return data
+
+
+def timestamp(message: Any, field: str) -> str:
+    """A message's Timestamp ``field`` as ``YYYY-MM-DD HH:MM:SS`` (UTC), or "" when unset."""
+    return getattr(message, field).ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if message.HasField(field) else ""
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """``k=v, k2=v2`` in key order, for tables."""
+    return ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
 def emit(ctx: typer.Context, data: Any, render: Callable[[Console], None]) -> None:

@@ -22,7 +22,9 @@ from ferry_sdk.cli._common import (
     handle_errors,
     ingest_client,
     is_json,
+    labels_text,
     note,
+    timestamp,
     transfer_progress,
 )
 
@@ -72,10 +74,6 @@ def _split_recipe(split: str, stratify: str | None, seed: int) -> dict[str, Any]
     return {"steps": [{"split": step}]}
 
 
-def _time(message: Any, field: str) -> str:
-    return getattr(message, field).ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if message.HasField(field) else ""
-
-
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -100,7 +98,7 @@ def render_version(console: Console, version: pb.DatasetVersion) -> None:
     if version.description:
         console.print(f"  description {version.description}")
     if version.labels:
-        console.print("  labels     " + ", ".join(f"{k}={v}" for k, v in sorted(version.labels.items())))
+        console.print("  labels     " + labels_text(version.labels))
     table = Table("column", "type", "nullable", box=None, pad_edge=False)
     for field in version.schema.fields:
         table.add_row(field.name, field.type, "yes" if field.nullable else "no")
@@ -257,8 +255,8 @@ def list_(
             table.add_row(
                 dataset.name,
                 str(dataset.latest_version),
-                ", ".join(f"{k}={v}" for k, v in sorted(dataset.labels.items())),
-                _time(dataset, "update_time"),
+                labels_text(dataset.labels),
+                timestamp(dataset, "update_time"),
             )
         console.print(table)
 
@@ -295,7 +293,7 @@ def show(
                 _size(v.size_bytes),
                 ", ".join(s.name for s in v.splits),
                 v.lineage.parent,
-                _time(v, "create_time"),
+                timestamp(v, "create_time"),
             )
         console.print(table)
 

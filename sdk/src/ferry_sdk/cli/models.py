@@ -18,8 +18,10 @@ from ferry_sdk.cli._common import (
     emit,
     handle_errors,
     ingest_client,
+    labels_text,
     note,
     registry_client,
+    timestamp,
     train_client,
     transfer_progress,
 )
@@ -27,10 +29,6 @@ from ferry_sdk.cli._common import (
 app = typer.Typer(help="Registered models, versions and aliases (ferry-registry).", no_args_is_help=True)
 alias_app = typer.Typer(help="Aliases: named pointers at versions (production, staging).", no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
-
-
-def _time(message: Any, field: str) -> str:
-    return getattr(message, field).ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if message.HasField(field) else ""
 
 
 def _metrics(metrics: Any) -> str:
@@ -49,7 +47,7 @@ def render_version(console: Console, version: pb.ModelVersion) -> None:
     """A model version as a few lines."""
     aliases = f"  ({', '.join(version.aliases)})" if version.aliases else ""
     console.print(f"[bold]{version.name}[/bold]{aliases}")
-    console.print(f"  created    {_time(version, 'create_time')}")
+    console.print(f"  created    {timestamp(version, 'create_time')}")
     artifact = version.artifact
     console.print(
         f"  artifact   {pb.ArtifactFormat.Name(artifact.format).removeprefix('ARTIFACT_FORMAT_').lower()} "
@@ -91,8 +89,8 @@ def list_(
             table.add_row(
                 model.name,
                 str(model.latest_version),
-                ", ".join(f"{k}={v}" for k, v in sorted(model.labels.items())),
-                _time(model, "update_time"),
+                labels_text(model.labels),
+                timestamp(model, "update_time"),
             )
         console.print(table)
 
@@ -156,7 +154,7 @@ def versions(
                 ", ".join(version.aliases),
                 _metrics(version.metrics),
                 version.lineage.dataset_version,
-                _time(version, "create_time"),
+                timestamp(version, "create_time"),
             )
         console.print(table)
 
@@ -245,7 +243,7 @@ def alias_history(
                 str(event.to_version or "-"),
                 event.actor,
                 event.reason,
-                _time(event, "create_time"),
+                timestamp(event, "create_time"),
             )
         console.print(table)
 
@@ -266,7 +264,7 @@ def alias_list(
     def render(console: Console) -> None:
         table = Table("alias", "version", "revision", "updated")
         for alias in aliases:
-            table.add_row(alias.name, str(alias.version), str(alias.revision), _time(alias, "update_time"))
+            table.add_row(alias.name, str(alias.version), str(alias.revision), timestamp(alias, "update_time"))
         console.print(table)
 
     emit(ctx, aliases, render)
