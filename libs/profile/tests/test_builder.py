@@ -114,3 +114,22 @@ def test_builders_merge_into_the_profile_of_all_rows(profile_of: ProfileOf) -> N
     assert math.isclose(a.mean, b.mean, rel_tol=1e-12) and math.isclose(a.std, b.std, rel_tol=1e-9)
     assert a.quantiles == b.quantiles and a.histogram_counts == b.histogram_counts
     assert whole.column("k") == merged.column("k")
+
+
+def test_integer_columns_profile_like_the_same_values_as_floats() -> None:
+    # Integer columns skip the integrality test and the fine histogram takes its key
+    # bounds from the batch's extremes: the same statistics, sketch state included.
+    rng = np.random.default_rng(11)
+    batches = [rng.integers(-50, 50, 20_000), rng.integers(0, 10**9, 20_000), rng.integers(-(10**12), 7, 20_000)]
+    as_ints, as_floats = ProfileBuilder(pa.schema({"v": pa.int64()})), ProfileBuilder(pa.schema({"v": pa.float64()}))
+    for values in batches:
+        as_ints.add(pa.table({"v": values}))
+        as_floats.add(pa.table({"v": values.astype(np.float64)}))
+    ints, floats = as_ints.result().column("v").numeric, as_floats.result().column("v").numeric
+    assert ints is not None and floats is not None
+    assert ints == floats and ints.sketch["integral"] is True
+    small = ProfileBuilder(pa.schema({"v": pa.float64()}))
+    small.add(pa.table({"v": [1e-300, 3e-300, 2.5e-300]}))  # keys from subnormal-scaled bounds
+    small.add(pa.table({"v": [0.5, 1e-308, 7.25]}))
+    numeric = small.result().column("v").numeric
+    assert numeric is not None and sum(numeric.histogram_counts) == 6

@@ -118,3 +118,29 @@ def test_canonical_parquet_keeps_dictionary_pages_off_free_text(tmp_path: pathli
     assert pq.read_table(path).equals(pa.Table.from_batches([batch]))
     note = profile.column("note").categorical
     assert note is not None and not note.distinct_exact and note.untracked_count == rows - 1_000
+
+
+def test_canonical_parquet_keeps_statistics_on_numbers_not_strings(tmp_path: pathlib.Path) -> None:
+    rows = 10_000
+    batch = pa.record_batch(
+        {
+            "amount": pa.array([float(i % 97) for i in range(rows)]),
+            "flag": pa.array([i % 3 == 0 for i in range(rows)]),
+            "kind": pa.array(["red", "green", None, "blue"] * (rows // 4)),
+            "note": pa.array([f"customer {i} asked about order {i * 7}" for i in range(rows)]),
+            "tags": pa.array([[i, i + 1] for i in range(rows)]),
+        }
+    )
+    path = tmp_path / "data.parquet"
+    write_parquet(iter([batch]), batch.schema, path, max_distinct=1_000)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    amount = columns["amount"].statistics
+    assert amount is not None and amount.has_min_max and (amount.min, amount.max) == (0.0, 96.0)
+    for name in ("flag", "tags.list.element"):  # nested leaves by their Parquet path
+        statistics = columns[name].statistics
+        assert statistics is not None and statistics.has_min_max, name
+    for name in ("kind", "note"):
+        statistics = columns[name].statistics
+        assert statistics is None or not statistics.has_min_max, name
+    assert pq.read_table(path).equals(pa.Table.from_batches([batch]))

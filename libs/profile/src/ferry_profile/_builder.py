@@ -31,8 +31,8 @@ class _ColumnAccumulator:
         self.null_count += array.null_count
         if self.numeric is not None:
             values = _as_floats(array)
-            if pa.types.is_integer(array.type):  # no NaN possible
-                self.numeric.add(values)
+            if pa.types.is_integer(array.type):  # no NaN possible, every value integral
+                self.numeric.add(values, integers=True)
                 return
             nan = np.isnan(values)
             if nan.any():

@@ -20,10 +20,12 @@ class DenseCounts:
         self.offset = 0
         self.counts: Ints = np.zeros(0, dtype=np.int64)
 
-    def add(self, keys: Ints) -> None:
+    def add(self, keys: Ints, low: int | None = None, high: int | None = None) -> None:
+        """Count ``keys``; ``low`` and ``high``: their smallest and largest, when known."""
         if keys.size == 0:
             return
-        low, high = int(keys.min()), int(keys.max())
+        if low is None or high is None:
+            low, high = int(keys.min()), int(keys.max())
         batch = np.bincount(keys - low, minlength=high - low + 1).astype(np.int64)
         self.add_counts(low, batch)
 

@@ -57,7 +57,8 @@ class NumericAccumulator:
         self.integral = True  # every finite value so far is an integer
         self.exact: ExactValues | None = ExactValues(exact_limit) if exact_limit else None
 
-    def add(self, values: Floats) -> None:
+    def add(self, values: Floats, *, integers: bool = False) -> None:
+        """Count ``values`` (no NaN); ``integers``: they come from an integer column (all integral)."""
         if values.size == 0:
             return
         self.seen += values.size
@@ -78,7 +79,7 @@ class NumericAccumulator:
         self.mean += delta * n_b / total
         self.m2 += m2_b + delta * delta * self.count * n_b / total
         self.count = total
-        if self.integral and not np.array_equal(values, np.floor(values)):
+        if self.integral and not integers and not np.array_equal(values, np.floor(values)):
             self.integral = False
         if self.exact is not None and not self.exact.add(values):
             self.exact = None
@@ -112,7 +113,27 @@ class NumericAccumulator:
             self.fine_exp = floor_exp
         scaled = np.ldexp(values, -self.fine_exp)
         np.floor(scaled, out=scaled)
-        self.fine.add(scaled.astype(np.int64))
+        keys = scaled.astype(np.int64)
+        # ldexp and floor are exact and monotonic: the keys' bounds are those of low and high.
+        first = math.floor(math.ldexp(low, -self.fine_exp))
+        last = math.floor(math.ldexp(high, -self.fine_exp))
+        # Coarsen before counting when the keys spread far past the bins (a batch of much
+        # larger values than the first's): the same bins as counting then coarsening, without
+        # a count array the size of that spread.
+        if self.fine.span:
+            first_all = min(first, self.fine.offset)
+            last_all = max(last, self.fine.offset + self.fine.span - 1)
+        else:
+            first_all, last_all = first, last
+        shift = 0
+        while (last_all >> shift) - (first_all >> shift) + 1 > FINE_BINS:
+            shift += 1
+        if shift:
+            self.fine.coarsen(shift)
+            self.fine_exp += shift
+            keys >>= shift
+            first, last = first >> shift, last >> shift
+        self.fine.add(keys, first, last)
         while self.fine.span > FINE_BINS:
             self.fine.coarsen(1)
             self.fine_exp += 1

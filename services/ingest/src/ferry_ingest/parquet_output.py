@@ -1,7 +1,8 @@
 """Canonical Parquet writing: batches in, row groups out, profiled on the way.
 
 Canonical Parquet: zstd-compressed, row groups of up to 131,072 rows, dictionary pages
-for string columns only, Arrow types, all-null columns typed ``string``. The output can
+for string columns only, min/max statistics for the other columns only, Arrow types,
+all-null columns typed ``string``. The output can
 be written through a :class:`~ferry_ingest.spool.Spool` so that an upload follows it.
 """
 
@@ -112,6 +113,26 @@ def _dictionary_columns(schema: pa.Schema, first: pa.Table | None) -> list[str]:
     return kept
 
 
+def _statistics_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet columns (leaf paths) that carry min/max statistics: all but strings.
+
+    Nothing in Ferry reads Parquet statistics back (readers scan whole files); numbers,
+    booleans and timestamps, nested ones included, keep theirs for outside readers'
+    row-group pruning, which costs little to write. Strings' and binaries' (byte-array
+    columns) compare every value, dictionary-encoded or not, for bounds that prune
+    little: about a sixth of the writer's CPU on a table with a few string columns.
+    """
+    # The leaf paths as Parquet names them (``s.x``, ``l.list.element``): from an empty file.
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.read_metadata(pa.BufferReader(sink.getvalue())).schema
+    return [
+        parquet_schema.column(i).path
+        for i in range(len(parquet_schema))
+        if parquet_schema.column(i).physical_type != "BYTE_ARRAY"
+    ]
+
+
 class ParquetOutput:
     """A canonical Parquet file being written batch by batch, profiled on the way.
 
@@ -167,6 +188,7 @@ class ParquetOutput:
                 self.schema,
                 compression=PARQUET_COMPRESSION,
                 use_dictionary=_dictionary_columns(self.schema, first) or False,
+                write_statistics=_statistics_columns(self.schema) or False,
             )
         return self._writer
 

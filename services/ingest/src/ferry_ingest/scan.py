@@ -64,8 +64,7 @@ class CsvScan:
     """
 
     def __init__(self, delimiter: str) -> None:
-        self._field_start_after = np.zeros(256, dtype=np.bool_)  # bytes after which a field starts
-        self._field_start_after[[ord(delimiter), ord("\n"), ord("\r")]] = True
+        self._delimiter = ord(delimiter)  # a field starts after it, "\n" or "\r"
         self._offset = 0
         self._previous = ord("\n")  # the data starts a field, as if after a newline
         self._previous_closed = False  # the quote just before was one ending a quoted value
@@ -124,13 +123,17 @@ class CsvScan:
 
     def _follow_quotes(self, data: npt.NDArray[np.uint8], base: int) -> None:
         quotes = np.flatnonzero(data == _QUOTE)
-        before = data[np.maximum(quotes - 1, 0)]
+        before = data[quotes - 1]  # a quote at 0 reads the last byte here: replaced just below
         if quotes[0] == 0:
             before[0] = self._previous
-        may_open = self._field_start_after[before]
+        # Three comparisons cost less than a look-up table indexed per quote.
+        may_open = before == self._delimiter
+        may_open |= before == ord("\n")
+        may_open |= before == ord("\r")
         doubled = before == _QUOTE  # second quote of a pair inside a quoted value
         bad = np.flatnonzero(~(may_open | doubled))
-        bad_by_parity = (bad[bad % 2 == 0], bad[bad % 2 == 1]) if bad.size else (bad, bad)
+        odd = (bad & 1).astype(np.bool_)
+        bad_by_parity = (bad[~odd], bad[odd]) if bad.size else (bad, bad)
         count, index, first_open = quotes.size, 0, 0
         quoted, previous_closed = self._quoted, self._previous_closed
         while index < count:
