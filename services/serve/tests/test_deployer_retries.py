@@ -65,6 +65,15 @@ class Triton:
         pass
 
 
+async def stored_state(runner: Any, store: SqlServeStore, state: DeploymentState, timeout: float = 20.0) -> Deployment:
+    """The stored deployment once it reaches ``state``: the router switches before the row is written."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (deployment := await runner.read(store.get, "iris")).state is not state:
+        assert asyncio.get_running_loop().time() < deadline, f"still {deployment.state}: {deployment.message}"
+        await asyncio.sleep(0.02)
+    return deployment
+
+
 async def until(check: Any, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -124,7 +133,7 @@ def test_a_deployment_started_without_the_registry_is_retried_until_it_serves(tm
         await until(lambda: router.get("iris") is not None)
         routes = router.get("iris")
         assert routes is not None and routes.primary.version == 1
-        ready = await runner.read(store.get, "iris")
+        ready = await stored_state(runner, store, DeploymentState.READY)
         assert ready.state is DeploymentState.READY, ready.message
         calls = registry.calls
         await asyncio.sleep(1.5)
@@ -151,7 +160,7 @@ def test_an_alias_move_met_by_an_outage_keeps_traffic_and_moves_once_the_registr
 
         registry.down = False
         await until(lambda: (r := router.get("iris")) is not None and r.primary.version == 2)
-        ready = await runner.read(store.get, "iris")
+        ready = await stored_state(runner, store, DeploymentState.READY)
         assert ready.state is DeploymentState.READY and ready.message == "serving version 2", ready.message
 
     run_deployer(tmp_path, scenario)
