@@ -19,6 +19,7 @@ from ferry_monitor.domain import SpanFilter
 from ferry_monitor.slos import Alert, AlertKind, BreachAction, Slo
 from ferry_monitor.store.rows import alerts as a
 from ferry_monitor.store.rows import slos as s
+from ferry_monitor.store.upsert import upsert
 
 __all__ = ["SqlAlertStore", "insert_alert"]
 
@@ -82,9 +83,7 @@ class SqlAlertStore:
             "breached": slo.breached,
         }
         with self._database.writes.begin() as session:
-            updated = session.execute(sa.update(s).where(s.c.slo_id == slo.slo_id).values(**values))
-            if not getattr(updated, "rowcount", 0):
-                session.execute(sa.insert(s).values(slo_id=slo.slo_id, **values))
+            upsert(session, s, {"slo_id": slo.slo_id}, values)
 
     def list_slos(self, after: str | None, limit: int) -> list[Slo]:
         query = sa.select(s).order_by(s.c.slo_id).limit(limit)

@@ -20,6 +20,7 @@ from ferry_monitor.store.alerts import insert_alert
 from ferry_monitor.store.rows import accuracy_states as q
 from ferry_monitor.store.rows import drift_states as d
 from ferry_monitor.store.rows import model_policies as p
+from ferry_monitor.store.upsert import upsert
 
 __all__ = ["SqlPolicyStore"]
 
@@ -45,18 +46,12 @@ def _state(row: RowMapping) -> DriftState:
 
 def _put_state(session: Session, state: DriftState) -> None:
     values = {"breached": state.breached, "breaches": state.breaches, "training_job": state.training_job}
-    key = (d.c.model == state.model) & (d.c.version == state.version)
-    updated = session.execute(sa.update(d).where(key).values(**values))
-    if not getattr(updated, "rowcount", 0):
-        session.execute(sa.insert(d).values(model=state.model, version=state.version, **values))
+    upsert(session, d, {"model": state.model, "version": state.version}, values)
 
 
 def _put_accuracy_state(session: Session, state: AccuracyState) -> None:
     values = {"breached": state.breached, "breaches": state.breaches}
-    key = (q.c.model == state.model) & (q.c.version == state.version)
-    updated = session.execute(sa.update(q).where(key).values(**values))
-    if not getattr(updated, "rowcount", 0):
-        session.execute(sa.insert(q).values(model=state.model, version=state.version, **values))
+    upsert(session, q, {"model": state.model, "version": state.version}, values)
 
 
 class SqlPolicyStore:
@@ -73,9 +68,7 @@ class SqlPolicyStore:
             "update_time_ns": time.time_ns(),
         }
         with self._database.writes.begin() as session:
-            updated = session.execute(sa.update(p).where(p.c.model == policy.model).values(**values))
-            if not getattr(updated, "rowcount", 0):
-                session.execute(sa.insert(p).values(model=policy.model, **values))
+            upsert(session, p, {"model": policy.model}, values)
 
     def get_policy(self, model: str) -> ModelPolicy | None:
         with self._database.reads.begin() as session:
