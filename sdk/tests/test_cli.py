@@ -22,6 +22,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from ferry_common.process import closed_address
 from ferry_common.pytest_plugin import free_port
 from ferry_sdk import RegistryClient
 from ferry_sdk.cli import app
@@ -271,7 +272,7 @@ def test_usage_errors_exit_2_and_local_problems_exit_1(services: dict[str, str],
 
 
 def test_an_unreachable_service_exits_3_naming_it(tmp_path: pathlib.Path) -> None:
-    address = f"127.0.0.1:{free_port()}"
+    address = closed_address()
     env = {"FERRY_STATE_DIR": str(tmp_path), "FERRY_REGISTRY_ADDRESS": address, "FERRY_CALL_TIMEOUT_SECONDS": "5"}
     result = invoke(env, "models", "list", "-o", "json")
     assert result.exit_code == 3

@@ -39,7 +39,7 @@ from ferry_sdk import (
 )
 from ferry_sdk._monitor_messages import feedback_messages, model_version_name, slo_message, span_filter, time_window
 from ferry_sdk.cli import app
-from ferry_sdk.spawn import stop_all
+from ferry_sdk.spawn import closed_address, stop_all
 
 MS = 1_000_000
 CANARY = {"ferry.deployment": "churn", "ferry.model": "churn", "ferry.version": 2, "ferry.route": "canary"}
@@ -53,7 +53,7 @@ def start_monitor(state: pathlib.Path, address: str | None = None) -> ServicePro
         "OTEL_TRACES_EXPORTER": "none",
         "FERRY_LOG_LEVEL": "warning",
         "FERRY_MONITOR_SLO_EVALUATE_SECONDS": "1",
-        "FERRY_SERVE_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing there: the SLOs here only alert
+        "FERRY_SERVE_ADDRESS": closed_address(),  # nothing there: the SLOs here only alert
     }
     return spawn_and_wait("monitor", env=env, address=address, cwd=state, log_path=state / "monitor.log")
 

@@ -8,6 +8,7 @@ SDK, the ``ferry`` CLI, the demo and benchmarks.
 from ferry_common.process import (
     ServiceProcess,
     SpawnError,
+    closed_address,
     dial_address,
     executable,
     free_port,
@@ -22,6 +23,7 @@ from ferry_common.process import (
 __all__ = [
     "ServiceProcess",
     "SpawnError",
+    "closed_address",
     "dial_address",
     "executable",
     "free_port",

@@ -11,7 +11,7 @@ import pytest
 
 from ferry_common.errors import FailedPrecondition, NotFound, Unavailable
 from ferry_common.objectstore import MIN_PART_BYTES, ObjectStore, open_object_store
-from ferry_common.pytest_plugin import free_port
+from ferry_common.process import closed_address
 from ferry_common.settings import load_settings
 
 
@@ -59,7 +59,7 @@ def test_failed_write_leaves_nothing_visible(store: ObjectStore) -> None:
 
 
 def test_wrong_endpoint_fails_fast_naming_it(tmp_path: pathlib.Path) -> None:
-    endpoint = f"127.0.0.1:{free_port()}"
+    endpoint = closed_address()
     settings = load_settings(
         "ingest",
         {"FERRY_STATE_DIR": str(tmp_path), "FERRY_OBJECT_STORE_URL": "s3://data", "FERRY_S3_ENDPOINT": endpoint},

@@ -23,7 +23,7 @@ from minio import Minio
 
 from ferry.ingest.v1 import ingest_pb2 as pb
 from ferry.ingest.v1 import ingest_pb2_grpc as pbg
-from ferry_common.pytest_plugin import free_port
+from ferry_common.process import closed_address
 from ferry_common.settings import SettingsError
 from ferry_common.testing import ServiceThread, test_settings
 from ferry_ingest.__main__ import build
@@ -313,7 +313,7 @@ def test_a_named_postgres_connection_imports_and_keeps_its_password(
     connections = {
         "warehouse": {"url": url, "password_env": "WAREHOUSE_PASSWORD"},
         "wrong": {"url": url, "password_env": "WRONG_PASSWORD"},
-        "down": {"url": f"postgresql+psycopg://{role}@127.0.0.1:{free_port()}/sales", "password_env": "DOWN_PASSWORD"},
+        "down": {"url": f"postgresql+psycopg://{role}@{closed_address()}/sales", "password_env": "DOWN_PASSWORD"},
     }
     env = {
         "FERRY_INGEST_CONNECTIONS_FILE": _connections_file(tmp_path, connections),
@@ -438,7 +438,7 @@ def test_s3_imports_read_only_the_allowed_buckets(serve: Serve, s3_env: dict[str
 
 
 def test_s3_import_from_an_endpoint_that_is_down_is_unavailable(serve: Serve) -> None:
-    env = {"FERRY_INGEST_IMPORT_S3_BUCKETS": "landing", "FERRY_S3_ENDPOINT": f"127.0.0.1:{free_port()}"}
+    env = {"FERRY_INGEST_IMPORT_S3_BUCKETS": "landing", "FERRY_S3_ENDPOINT": closed_address()}
     with serve(env) as ingest:  # a local object store; only the import source is on S3
         started = time.monotonic()
         _refused(

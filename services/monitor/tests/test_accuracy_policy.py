@@ -31,11 +31,11 @@ from ferry_monitor.slos import Alert, AlertKind, BreachAction
 from ferry_monitor.store import SqlInferenceStore, SqlPolicyStore, open_database
 from ferry_monitor.upstream import Lineage
 from ferry_sdk import RegistryClient
-from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
+from ferry_sdk.spawn import ServiceProcess, closed_address, free_port, spawn_and_wait, stop_all
 
 NS = 1_000_000_000
 # Nothing listens on the discard port: ingest and train are unreachable (and never needed).
-UNREACHABLE = "127.0.0.1:9"
+UNREACHABLE = closed_address()
 
 
 class Registry:

@@ -42,7 +42,7 @@ from ferry_monitor.store import SqlInferenceStore, SqlPolicyStore, open_database
 from ferry_monitor.upstream import Lineage, profile_from_proto
 from ferry_profile import Profile, ProfileBuilder
 from ferry_sdk import IngestClient, RegistryClient
-from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
+from ferry_sdk.spawn import ServiceProcess, closed_address, free_port, spawn_and_wait, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ SPLIT_RECIPE = {
     ]
 }
 # Nothing listens on the discard port: train is unreachable in these tests.
-UNREACHABLE = "127.0.0.1:9"
+UNREACHABLE = closed_address()
 
 
 def make_frame(rows: int, seed: int) -> pd.DataFrame:

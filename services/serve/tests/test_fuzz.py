@@ -72,7 +72,7 @@ from ferry.serve.v1 import serve_pb2_grpc
 from ferry_common import fuzzing
 from ferry_common.fuzzing import OMIT, Call, ids, messages, resource_names
 from ferry_sdk import RegistryClient
-from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait
+from ferry_sdk.spawn import ServiceProcess, closed_address, spawn_and_wait
 from ferry_serve.testing import tiny_classifier
 
 pytestmark = pytest.mark.xdist_group("triton")  # one Triton-heavy module per worker
@@ -638,7 +638,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedServe]:
             "FERRY_LOG_LEVEL": "warning",
             "FERRY_REGISTRY_ADDRESS": registry.address,
             # Nothing listens there: samples are dropped and counted, never block a request.
-            "FERRY_MONITOR_ADDRESS": f"127.0.0.1:{free_port()}",
+            "FERRY_MONITOR_ADDRESS": closed_address(),
             "FERRY_SERVE_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
             "FERRY_SERVE_POLL_MS": "200",
             "FERRY_SERVE_DRAIN_SECONDS": "5",

@@ -403,9 +403,9 @@ def test_migrations_run_twice_are_a_no_op_with_their_own_version_table(
 
 @pytest.mark.postgres
 def test_an_unreachable_database_is_unavailable_naming_the_setting() -> None:
-    from ferry_common.process import free_port
+    from ferry_common.process import closed_address
 
-    url = f"postgresql+psycopg://ferry:secret@127.0.0.1:{free_port()}/serve"
+    url = f"postgresql+psycopg://ferry:secret@{closed_address()}/serve"
     error = raises(Unavailable, lambda: open_database(url))
     assert "FERRY_SERVE_DATABASE_URL" in error.message
     assert "secret" not in error.message

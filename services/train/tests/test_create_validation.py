@@ -20,7 +20,7 @@ from ferry.train.v1 import train_pb2 as pb
 from ferry.train.v1 import train_pb2_grpc
 from ferry_common.testing import ServiceThread, test_settings
 from ferry_sdk import IngestClient
-from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait
+from ferry_sdk.spawn import ServiceProcess, closed_address, free_port, spawn_and_wait
 from ferry_train.__main__ import build
 
 palmerpenguins = pytest.importorskip("palmerpenguins")
@@ -201,7 +201,7 @@ def test_good_data_is_queued(datasets: Datasets, train_for: Any) -> None:
 
 
 def test_ingest_down_is_unavailable(datasets: Datasets, train_for: Any) -> None:
-    stub = train_for(f"127.0.0.1:{free_port()}")  # nothing listens there
+    stub = train_for(closed_address())  # nothing listens there
     error = refused(stub, job(datasets))
     assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
     assert "ingest" in error.details()

@@ -27,7 +27,7 @@ from grpc_status import rpc_status
 
 from ferry.train.v1 import train_pb2 as pb
 from ferry.train.v1 import train_pb2_grpc
-from ferry_common.process import free_port
+from ferry_common.process import closed_address
 from ferry_common.testing import ServiceThread, test_settings
 from ferry_sdk import IngestClient
 from ferry_sdk.spawn import spawn_and_wait
@@ -544,7 +544,7 @@ def test_a_queued_job_runs_in_a_worker_process_and_fails_with_its_reason(
     # Nothing listens on the registry address: the real worker trains, then fails registering.
     env = {
         "FERRY_INGEST_ADDRESS": ingest_address,
-        "FERRY_REGISTRY_ADDRESS": f"127.0.0.1:{free_port()}",
+        "FERRY_REGISTRY_ADDRESS": closed_address(),
         "FERRY_TRAIN_POLL_MS": "100",
     }
     with ServiceThread(test_settings("train", tmp_path, env), build) as service:

@@ -35,6 +35,7 @@ from ferry_common.settings import SettingsError, load_settings
 __all__ = [
     "ServiceProcess",
     "SpawnError",
+    "closed_address",
     "dial_address",
     "executable",
     "free_port",
@@ -74,6 +75,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# Sockets held by closed_address() for the life of this process.
+_CLOSED: list[socket.socket] = []
+
+
+def closed_address(host: str = "127.0.0.1") -> str:
+    """``host:port`` where connections are refused for the life of this process.
+
+    ``free_port`` is only free *now*: under pytest-xdist another worker's server can take the port
+    a moment later, and a test that meant "nothing listens there" then talks to a stranger (CI saw
+    train answered UNIMPLEMENTED by some other service). This socket is bound and never listens, so
+    connecting is refused, and it stays bound without SO_REUSEPORT, so no gRPC server (which binds
+    with SO_REUSEPORT) can take the port either.
+    """
+    sock = socket.socket()
+    sock.bind((host, 0))
+    _CLOSED.append(sock)
+    return f"{host}:{sock.getsockname()[1]}"
 
 
 def wait_port(
