@@ -11,8 +11,9 @@ import pytest
 
 from ferry_common.errors import InvalidArgument
 from ferry_ingest.memory import bound_receive_window
-from ferry_ingest.parquet_output import write_parquet
+from ferry_ingest.parquet_output import ParquetOutput, write_parquet
 from ferry_ingest.recipe import Filter, Recipe, Split, SplitPart, content_hash
+from ferry_ingest.spool import Spool
 from ferry_ingest.sql_import import check_query
 from ferry_ingest.store.sql import _MIGRATIONS as MIGRATIONS
 from ferry_ingest.store.sql import HEAD_REVISION, SqlDatasetStore
@@ -144,3 +145,23 @@ def test_canonical_parquet_keeps_statistics_on_numbers_not_strings(tmp_path: pat
         statistics = columns[name].statistics
         assert statistics is None or not statistics.has_min_max, name
     assert pq.read_table(path).equals(pa.Table.from_batches([batch]))
+
+
+def test_canonical_parquet_through_a_spool_can_be_read_while_it_is_written(tmp_path: pathlib.Path) -> None:
+    # Arrow writes the file itself; the spool's readers (the S3 upload) follow each row group.
+    out = tmp_path / "data.parquet"
+    spool = Spool(out, hashed=False)
+    output = ParquetOutput(out, pa.schema({"x": pa.int64(), "s": pa.string()}), 1000, spool)
+    rows = 300_000  # two full row groups and a partial one
+    table = pa.table({"x": pa.array(range(rows)), "s": pa.array([str(i % 7) for i in range(rows)])})
+    with spool.reader() as reader:
+        for batch in table.to_batches(max_chunksize=50_000):
+            output.write(batch)
+        assert not spool.closed and spool.size > 4
+        head = reader.read(spool.size)  # what the first row groups wrote, before the footer exists
+        profile = output.close()
+        assert head + reader.read() == out.read_bytes()
+    assert pq.read_table(out).equals(table)
+    assert profile.row_count == rows
+    with pytest.raises(ValueError, match="keeps no hash"):
+        spool.sha256()

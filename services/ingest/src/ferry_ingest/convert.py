@@ -153,7 +153,7 @@ def _convert_text(
             output: Spool | None = None
             if on_output is not None:
                 out.unlink(missing_ok=True)
-                output = Spool(out)
+                output = Spool(out, hashed=False)
                 on_output(output)
             try:
                 profile = write_parquet(
@@ -221,8 +221,15 @@ _DONE = object()
 _T = TypeVar("_T")
 
 
-def _read_ahead(reader: pa.RecordBatchReader, source: SpoolReader, depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Parse on a helper thread while the caller writes and profiles (two cores busy)."""
+def _read_ahead(reader: pa.RecordBatchReader, source: SpoolReader, depth: int = 64) -> Iterator[pa.RecordBatch]:
+    """Parse on a helper thread while the caller writes and profiles (two cores busy).
+
+    ``depth`` batches of a 256 KiB block each (about half a row group): the caller takes
+    ~48 batches, then encodes a whole row group; with a queue of 2 the parser stood
+    still for that whole time and the caller then waited for it (lock-step), and the
+    conversion took 20-25 % longer (211 MB of CSV with free text: 4.2-4.9 s against
+    3.2-3.9 s; numeric: 1.4-1.8 s against 1.2-1.3 s). The queue holds ~16 MB of parsed rows.
+    """
     for batch in _prefetch(iter(reader), depth=depth, name="parse", on_close=source.cancel):
         assert isinstance(batch, pa.RecordBatch)
         yield batch

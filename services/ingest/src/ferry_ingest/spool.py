@@ -26,16 +26,17 @@ class Spool:
 
     Args:
         path: where to create the file (it must not exist).
+        hashed: keep a SHA-256 of what :meth:`write` appends (:meth:`sha256`).
     """
 
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, *, hashed: bool = True) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._size = 0
         self._closed = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashed else None
 
     @property
     def size(self) -> int:
@@ -46,7 +47,9 @@ class Spool:
         return self._closed
 
     def sha256(self) -> str:
-        """Hex digest of everything written (call after :meth:`close`)."""
+        """Hex digest of everything written (call after :meth:`close`; only for a ``hashed`` spool)."""
+        if self._hash is None:
+            raise ValueError(f"spool {self.path.name} keeps no hash")
         return self._hash.hexdigest()
 
     def write(self, data: bytes) -> None:
@@ -54,13 +57,28 @@ class Spool:
         if self._closed:
             raise SpoolAborted(f"spool {self.path.name} is closed")
         view = memoryview(data)
-        self._hash.update(view)
+        if self._hash is not None:
+            self._hash.update(view)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
         with self._cond:
             self._size += len(data)
             self._cond.notify_all()
+
+    def written_to(self, size: int) -> None:
+        """Another writer (Arrow's own file stream) has written the file up to ``size`` bytes.
+
+        For a spool that is not ``hashed``; readers may now read that far.
+        """
+        if self._hash is not None:
+            raise ValueError(f"spool {self.path.name} hashes what is written: use write()")
+        with self._cond:
+            if self._closed:
+                raise SpoolAborted(f"spool {self.path.name} is closed")
+            if size > self._size:
+                self._size = size
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Mark the end of the data; readers then see end of file."""
