@@ -2,7 +2,9 @@
 
 Distinct counts past the bound, and everything a merge of finished profiles needs, come
 from Apache DataSketches: an HLL sketch (distinct values) and a frequent-items sketch
-(top values), both serialized into the profile.
+(top values), both serialized into the profile. Past the bound, the HLL's registers are
+updated a whole array at a time (:mod:`ferry_profile._hll`, the same hash and registers
+as DataSketches, in numpy), not one Python call per value.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasketches import (
@@ -23,6 +26,7 @@ from datasketches import (
     tgt_hll_type,
 )
 
+from ferry_profile._hll import registers_of, sketch_of, update_registers
 from ferry_profile._packing import pack_bytes, unpack_bytes
 from ferry_profile._results import TOP_VALUES, CategoricalStats, Ints, ProfileMergeError
 
@@ -55,7 +59,8 @@ class CategoricalAccumulator:
         self.kept: pa.Array | None = None
         self.kept_counts: Ints = np.zeros(0, dtype=np.int64)
         self.untracked = 0
-        self.hll: hll_sketch | None = None
+        # Once saturated: the HLL registers of every value seen (DataSketches' layout).
+        self.registers: npt.NDArray[np.uint8] | None = None
 
     def add(self, array: pa.Array | pa.ChunkedArray) -> None:
         if pa.types.is_dictionary(array.type):
@@ -76,8 +81,8 @@ class CategoricalAccumulator:
     def _add_saturated(self, array: pa.Array | pa.ChunkedArray) -> None:
         # No value_counts first: a look-up per value is cheaper than hashing every value
         # twice, tracked counts are a bincount of the look-up's indices, and the HLL takes
-        # repeated values as they come (an update with a value already seen is a no-op).
-        assert self.kept is not None and self.hll is not None
+        # repeated values as they come (a value already seen changes no register).
+        assert self.kept is not None and self.registers is not None
         index = pc.index_in(array, value_set=self.kept)  # null for nulls and untracked values
         known = index.drop_null()
         if len(known):
@@ -86,7 +91,7 @@ class CategoricalAccumulator:
         if unknown:
             self.untracked += unknown
             untracked = pc.is_null(index) if not array.null_count else pc.and_(pc.is_null(index), pc.is_valid(array))
-            _update(self.hll, array.filter(untracked).to_pylist())
+            update_registers(self.registers, array.filter(untracked), HLL_LG_K)
 
     def _add_pairs(self, values: pa.Array, counts: Ints) -> None:
         if self.kept is None:
@@ -103,8 +108,8 @@ class CategoricalAccumulator:
         np.add.at(self.kept_counts, index[known].astype(np.int64), counts[known])
         if not known.all():
             self.untracked += int(counts[~known].sum())
-            assert self.hll is not None
-            _update(self.hll, values.filter(pa.array(~known)).to_pylist())
+            assert self.registers is not None
+            update_registers(self.registers, values.filter(pa.array(~known)), HLL_LG_K)
 
     def _merge_counts(self, values: pa.Array, counts: Ints) -> None:
         """Add value counts to the exact ones; saturate if that passes the bound."""
@@ -132,7 +137,7 @@ class CategoricalAccumulator:
 
     def _saturate_from(self, values: pa.Array, counts: Ints) -> None:
         """Keep the ``max_distinct`` most frequent of these distinct values (ties by value)."""
-        self.hll = _hll_of(values.to_pylist())
+        self.registers = registers_of(values, HLL_LG_K)
         # Arrow orders strings by UTF-8 bytes (code points, as Python does) and false
         # before true (as their text): the same ranking as ``result``'s.
         ranking = pa.table({"value": values, "count": counts})
@@ -152,8 +157,8 @@ class CategoricalAccumulator:
         if other.kept is not None:
             if self.kept is None:
                 self._saturate()
-            assert self.hll is not None and other.hll is not None
-            self.hll = _union(self.hll, other.hll)
+            assert self.registers is not None and other.registers is not None
+            np.maximum(self.registers, other.registers, out=self.registers)
             self.untracked += other.untracked
         values = pa.array(list(theirs), type=self.value_type)
         self._add_pairs(values, np.array(list(theirs.values()), dtype=np.int64))
@@ -164,7 +169,7 @@ class CategoricalAccumulator:
         frequent = frequent_strings_sketch(FREQUENT_ITEMS_LG_K)
         for value, count in ranked:
             frequent.update(_text(value), count)
-        hll = self.hll if self.hll is not None else _hll_of(self.counts)
+        hll = _as_target(sketch_of(self.registers, HLL_LG_K)) if self.registers is not None else _hll_of(self.counts)
         sketch = {"hll": pack_bytes(hll.serialize_compact()), "frequent_items": pack_bytes(frequent.serialize())}
         if self.kept is not None:
             distinct = max(round(hll.get_estimate()), len(self.kept))
@@ -247,6 +252,14 @@ def _update(hll: hll_sketch, values: Iterable[Any]) -> None:
         deque(map(update, items), maxlen=0)
     else:
         deque(map(update, map(_text, itertools.chain([first], items))), maxlen=0)
+
+
+def _as_target(sketch: hll_sketch) -> hll_sketch:
+    """``sketch`` in the profile's HLL type (HLL_4: half the bytes of HLL_8, the same registers)."""
+    union = hll_union(HLL_LG_K)
+    union.update(sketch)
+    result: hll_sketch = union.get_result(_HLL_TYPE)
+    return result
 
 
 def _union(first: hll_sketch, second: hll_sketch) -> hll_sketch:
