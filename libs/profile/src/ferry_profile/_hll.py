@@ -44,7 +44,7 @@ _SIXTY_FOUR = np.uint64(64)
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 # How many strings are hashed at once: bounds the temporaries (a few arrays of this many
 # 64-bit words, and 16 bytes per string for the tail) whatever the column's size.
-_SLICE = 65_536
+_SLICE = 16_384
 
 # Serialized HLL sketch (DataSketches' HllArray): preamble ints, serial version, family,
 # lg_k, lg_arr, flags, cur_min, mode (HLL mode | HLL_8 target), HIP accumulator, kxq0,
