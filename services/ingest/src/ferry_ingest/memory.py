@@ -5,7 +5,7 @@ messages, read blocks, record batches) allocated on several threads. With glibc'
 defaults such buffers land in per-thread arenas whose freed space is kept, and
 mimalloc (Arrow's default pool) keeps freed pages per thread too, so resident
 memory creeps up hundreds of megabytes above what is in use. Here, buffers above
-256 KiB are mapped and unmapped directly (returned to the OS on free), arenas are
+192 KiB are mapped and unmapped directly (returned to the OS on free), arenas are
 capped at 2, and Arrow allocates through the same system allocator: pyarrow's calls
 through :func:`tune_allocators`, and Arrow's C++ code that allocates without being
 handed a pool (Acero's group-by, which the profile's categorical columns use) through
@@ -26,7 +26,11 @@ declares.
 few row groups of a long conversion, so freed heap does not accumulate across requests.
 
 Measured on a 1 GB CSV upload in the shared environment: peak RSS 235-280 MB instead
-of about 430 MB, same throughput.
+of about 430 MB, same throughput. The threshold was 256 KiB until the conversion's
+threads overlapped more (bench/ingest/README.md); with them, the 1 GB CSV of the peers
+benchmark's 10 columns peaked at 301-310 MB on Ceph RGW with 256 KiB, 280-284 MB with
+192 KiB (as fast: 20.0-22.1 s against 20.3 s) and 267-269 MB with 128 KiB (15-20 %
+slower: mmap, munmap and page faults per block).
 
 :func:`bound_receive_window` keeps gRPC from buffering an upload the process has not
 read yet. With gRPC's default BDP probing, the server's HTTP/2 receive window grows
@@ -102,7 +106,7 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
-def tune_allocators(mmap_threshold: int = 256 * 1024, arena_max: int = 2) -> None:
+def tune_allocators(mmap_threshold: int = 192 * 1024, arena_max: int = 2) -> None:
     """Apply the settings above; call once, first thing in ``main()``."""
     pa.set_memory_pool(pa.system_memory_pool())
     libc = _libc()
