@@ -11,6 +11,8 @@ import asyncio
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -407,3 +409,44 @@ def test_failed_start_reports_the_log_and_leaves_nothing(loop: LoopThread, tmp_p
         loop.run(triton.start())
     assert triton.pid is None
     loop.run(triton.stop())
+
+
+OWNER = """
+import asyncio, pathlib, sys, time
+from ferry_serve.testing import tiny_classifier
+from ferry_serve.triton import EmbeddedTriton, Signature, TensorSpec, TritonControl, write_model
+
+root = pathlib.Path(sys.argv[1])
+signature = Signature(
+    inputs=(TensorSpec("x", "FP32", (-1, 1)), TensorSpec("color", "BYTES", (-1, 1))),
+    outputs=(TensorSpec("probabilities", "FP32", (-1, 3)), TensorSpec("label", "BYTES", (-1, 1))),
+)
+
+async def main() -> None:
+    triton = EmbeddedTriton(root, root / "repository", log_path=root / "triton.log")
+    await triton.start()
+    write_model(triton.repository, "iris.1", tiny_classifier(), signature, backend="python")
+    await TritonControl(triton.grpc_url).load("iris.1")
+    print("TRITON_PID", triton.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_triton_and_its_stubs_die_with_a_killed_owner(tmp_path: pathlib.Path) -> None:
+    # kill -9 of serve (or an OOM kill) used to leave tritonserver running with its ports.
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        lines = iter(owner.stdout.readline, "")  # its log lines, then the marker
+        marker = next((line for line in lines if line.startswith("TRITON_PID ")), "")
+        assert marker, f"the owner ended without starting Triton (see {tmp_path / 'triton.log'})"
+        pid = int(marker.split()[1])
+        group = process_group(pid)
+        assert len(group) >= 2  # tritonserver and the model's stub
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_until(lambda: process_group(pid) == [], 30, "tritonserver and its stubs gone after the owner's kill -9")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import time
@@ -242,6 +244,7 @@ class EmbeddedTriton:
                 stderr=asyncio.subprocess.STDOUT,
                 env=triton_environment(installation),
                 start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         finally:
             if log is not None:
@@ -455,3 +458,31 @@ class ExternalTriton:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` making the child get SIGKILL when serve's process goes away.
+
+    Serve stops Triton itself on every orderly exit; this covers the others (``kill -9``,
+    an OOM kill, a crash), which used to leave ``tritonserver`` running with the port,
+    GPU memory and shared-memory regions of a serve that no longer exists. The kernel
+    sends the signal when the forking thread ends: serve forks from its event loop's
+    thread, which lives as long as the process. Triton's python-backend stubs watch their
+    parent and exit with it.
+    """
+    # libc is loaded here, in serve: after fork only the call itself runs (dlopen in the
+    # child of a threaded process could wait on a lock another thread held at fork).
+    libc_name = ctypes.util.find_library("c")
+    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl if libc_name is not None else None
+
+    def set_death_signal() -> None:
+        if prctl is None:
+            return  # no libc prctl: serve's own stop is all there is
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # serve died between fork and prctl
+            os._exit(1)
+
+    return set_death_signal
