@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import pathlib
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +15,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from ferry.ingest.v1 import ingest_pb2
 from ferry.registry.v1 import registry_pb2
-from ferry_sdk import errors
+from ferry_sdk import RegistryClient, errors
 
 MIB = 1024 * 1024
 
@@ -237,3 +243,40 @@ def test_a_table_of_pyarrow_is_not_mistaken_for_a_file(ingest: Any, new_id: Call
         ingest.upload_dataset(new_id("arrow"), pa.table({"a": [1]}))
     with pytest.raises(TypeError, match="binary mode"):
         ingest.upload_dataset(new_id("text"), io.StringIO("a\n1\n"))
+
+
+def test_a_tracer_provider_records_client_spans_and_carries_the_trace(
+    make_client: Callable[..., Any], registry_process: Any, new_id: Callable[[str], str]
+) -> None:
+    # Blocking clients refused a tracer_provider with a TypeError until OpenTelemetry's
+    # interceptor was applied through its own grpcext.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = make_client("registry", registry_process.address, tracer_provider=provider)
+    model_id = new_id("traced")
+    with provider.get_tracer("test").start_as_current_span("notebook cell") as parent:
+        registry.create_model(model_id, labels={"run": model_id})
+        registry.upload_model_version(model_id, b"weights", format="onnx")  # a client stream
+        assert [m.name for m in registry.list_models(filter=f"labels.run={model_id}")] == [f"models/{model_id}"]
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    service = "/ferry.registry.v1.RegistryService/"
+    for method in ("CreateModel", "UploadModelVersion", "ListModels"):
+        span = spans[service + method]
+        assert span.kind is SpanKind.CLIENT
+        assert span.context.trace_id == parent.get_span_context().trace_id
+        assert span.status.is_ok
+
+
+def test_a_traced_blocking_watch_can_still_be_cancelled_from_another_thread(
+    registry_process: Any, new_id: Callable[[str], str]
+) -> None:
+    provider = TracerProvider()
+    with RegistryClient(registry_process.address, tracer_provider=provider) as registry:
+        model_id = new_id("quiet")
+        registry.create_model(model_id)
+        watch = registry.watch_aliases(model_id)  # nothing will happen on it
+        threading.Timer(1.0, watch.cancel).start()
+        started = time.monotonic()
+        assert list(watch) == []
+        assert time.monotonic() - started < 30

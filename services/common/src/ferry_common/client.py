@@ -212,8 +212,9 @@ def create_sync_channel(
 ) -> grpc.Channel:
     """A blocking channel to another Ferry service; the arguments of :func:`create_channel`.
 
-    The tracing interceptor (when ``tracer_provider`` is given) wraps server streams
-    in a generator, so their ``cancel()`` is only reachable without tracing.
+    With ``tracer_provider``, unary-response calls record client spans and carry the
+    trace context; server streams (watches) are not traced, so that their ``cancel()``
+    stays reachable (see :class:`_TracedUnlessStreamingBack`).
     """
     address = target or settings.addresses[target_service]
     options = [*_KEEPALIVE, ("grpc.service_config", service_config(service_names))]
@@ -222,7 +223,48 @@ def create_sync_channel(
         channel = grpc.insecure_channel(address, options=options)
     else:
         channel = grpc.secure_channel(address, credentials, options=options)
-    interceptors: list[Any] = [_SyncDefaultsInterceptor(settings.auth_token, settings.call_timeout_seconds)]
     if tracer_provider is not None:
-        interceptors.append(tracing.sync_client_interceptor(tracer_provider))
-    return grpc.intercept_channel(channel, *interceptors)
+        # OpenTelemetry's blocking interceptor is not a grpc.*ClientInterceptor: it wraps a
+        # channel through its own grpcext (grpc.intercept_channel refuses it).
+        channel = _TracedUnlessStreamingBack(tracing.trace_sync_channel(channel, tracer_provider), channel)
+    return grpc.intercept_channel(channel, _SyncDefaultsInterceptor(settings.auth_token, settings.call_timeout_seconds))
+
+
+class _TracedUnlessStreamingBack(grpc.Channel):
+    """Calls answering with one message go through ``traced``; server streams through ``plain``.
+
+    OpenTelemetry's blocking interceptor hands a server stream back as a plain generator,
+    without ``cancel()``: a watch (``ferry_sdk``'s ResumableWatch) could then not be ended
+    from another thread. Server streams keep their call object and go untraced.
+    """
+
+    def __init__(self, traced: grpc.Channel, plain: grpc.Channel) -> None:
+        self._traced = traced
+        self._plain = plain
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._traced.unary_unary(*args, **kwargs)
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return self._traced.stream_unary(*args, **kwargs)
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._plain.unary_stream(*args, **kwargs)
+
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._plain.stream_stream(*args, **kwargs)
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._plain.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._plain.unsubscribe(callback)
+
+    def close(self) -> None:
+        self._plain.close()
+
+    def __enter__(self) -> _TracedUnlessStreamingBack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.grpc import (
     aio_server_interceptor,
     client_interceptor,
     filters,
+    grpcext,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,7 +30,7 @@ __all__ = [
     "client_interceptors",
     "configure_tracing",
     "server_interceptor",
-    "sync_client_interceptor",
+    "trace_sync_channel",
 ]
 
 TRACE_EXPORT_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -85,6 +86,8 @@ def client_interceptors(provider: TracerProvider) -> list[Any]:
     return interceptors
 
 
-def sync_client_interceptor(provider: TracerProvider) -> Any:
-    """The tracing interceptor of blocking channels (``ferry_common.client.create_sync_channel``)."""
-    return client_interceptor(tracer_provider=provider, filter_=_UNTRACED)  # type: ignore[no-untyped-call]
+def trace_sync_channel(channel: grpc.Channel, provider: TracerProvider) -> grpc.Channel:
+    """``channel`` with client spans and trace-context propagation (``ferry_common.client.create_sync_channel``)."""
+    interceptor = client_interceptor(tracer_provider=provider, filter_=_UNTRACED)  # type: ignore[no-untyped-call]
+    traced: grpc.Channel = grpcext.intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
+    return traced
