@@ -69,8 +69,6 @@ console = Console()
 DATASET = "wine"
 MODEL = "wine-cultivar"
 ALIAS = f"models/{MODEL}/aliases/production"
-FIRST_WAVE = ("registry", "ingest", "monitor")
-SECOND_WAVE = ("train", "serve")
 SHIFTED = ("alcohol", "malic_acid", "color_intensity", "colour_band")  # what _support.shifted changes
 
 # Two configurations of the built-in MLP: a proper run on two CPU devices (DDP; train refuses
@@ -570,9 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with clock.step("start", "0. start the stack: five services, five processes"):
             with console.status("starting the five services..."):
-                # Two waves: serve re-applies its deployments at start and train checks data
-                # at Create, both through the registry and ingest, so those serve first.
-                started = stack.start_all(FIRST_WAVE) + stack.start_all(SECOND_WAVE)
+                # In waves (stack.WAVES): serve re-applies its deployments at start and train
+                # checks data at Create, both through the registry and ingest.
+                started = stack.start_all(timeout=120.0)
             for result in started:
                 where = f"{result.address:<16} pid {result.pid:<7}"
                 console.print(f"[green]✓[/green] ferry-{result.service:<9} {where} {result.health}")
