@@ -8,10 +8,10 @@ control plane; the alias watch resumes after each outage.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import numpy as np
@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from ferry.serve.v1 import serve_pb2 as pb
 from ferry.serve.v1 import serve_pb2_grpc
+from ferry_common import testing
 from ferry_sdk import RegistryClient
 from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
 from ferry_serve.testing import TINY_SIGNATURE, tiny_classifier
@@ -100,18 +101,8 @@ def answered_version(client: grpcclient.InferenceServerClient) -> str:
     return str(client.infer("iris", inputs, client_timeout=30).get_response().model_version)
 
 
-def eventually(check: Any, timeout: float = 90, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (InferenceServerException, grpc.RpcError) as error:
-            last = error
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: last answer {last!r}")
+# Triton or serve still restarting counts as "not yet".
+eventually = functools.partial(testing.eventually, timeout=90, retry_on=(InferenceServerException, grpc.RpcError))
 
 
 def test_a_deployment_restored_while_the_registry_is_down_serves_once_it_is_back(services: Services) -> None:

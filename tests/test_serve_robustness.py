@@ -9,6 +9,7 @@ arrives.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import threading
 import time
@@ -28,6 +29,7 @@ from tritonclient.utils import InferenceServerException
 from ferry.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from ferry.serve.v1 import serve_pb2 as pb
 from ferry.serve.v1 import serve_pb2_grpc
+from ferry_common import testing
 from ferry_sdk import RegistryClient
 from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
 from ferry_serve.testing import TINY_SIGNATURE as SIGNATURE
@@ -131,18 +133,8 @@ def answered_version(client: grpcclient.InferenceServerClient, model: str = "iri
     return str(infer(client, model).get_response().model_version)
 
 
-def eventually(check: Any, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (InferenceServerException, grpc.RpcError) as error:
-            last = error
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: last answer {last!r}")
+# Triton or serve still restarting counts as "not yet".
+eventually = functools.partial(testing.eventually, timeout=60, retry_on=(InferenceServerException, grpc.RpcError))
 
 
 @pytest.fixture

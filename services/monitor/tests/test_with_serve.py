@@ -9,10 +9,8 @@ second test breaches a canary SLO and finds serve's canary at 0 %.
 
 from __future__ import annotations
 
+import functools
 import pathlib
-import time
-from collections.abc import Callable
-from typing import Any
 
 import grpc
 import numpy as np
@@ -23,6 +21,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from ferry.monitor.v1 import monitor_pb2 as pb
 from ferry.monitor.v1 import monitor_pb2_grpc
 from ferry.serve.v1 import serve_pb2, serve_pb2_grpc
+from ferry_common import testing
 from ferry_monitor.testing import emit_spans, exporting_provider
 from ferry_sdk import RegistryClient
 from ferry_sdk.spawn import free_port, spawn_and_wait, stop_all
@@ -33,17 +32,7 @@ pytestmark = pytest.mark.xdist_group("triton")
 X = np.array([[0.5], [-2.0]], dtype=np.float32)
 COLOR = np.array([[b"red"], [b"green"]], dtype=np.object_)
 CALLS = 20
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: last answer {last!r}")
+eventually = functools.partial(testing.eventually, interval=0.2)
 
 
 @pytest.mark.slow

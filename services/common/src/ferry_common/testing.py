@@ -10,15 +10,17 @@ import asyncio
 import concurrent.futures
 import pathlib
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
 import grpc
 
 from ferry_common.server import Build, RunningServer, start_server
 from ferry_common.settings import Settings, load_settings
 
-__all__ = ["ServiceThread", "test_settings"]
+__all__ = ["ServiceThread", "eventually", "test_settings"]
 
 
 def test_settings(service: str, state_dir: pathlib.Path, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,3 +93,29 @@ class ServiceThread:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def eventually(
+    check: Callable[[], Any],
+    what: str,
+    timeout: float = 60,
+    *,
+    interval: float = 0.1,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Call ``check`` until it returns something truthy (returned), for up to ``timeout`` seconds.
+
+    ``retry_on``: exceptions that count as "not yet" (a service still restarting); any
+    other propagates. Raises AssertionError naming ``what`` and the last answer.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except retry_on as error:
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"{what}: last answer {last!r}")
