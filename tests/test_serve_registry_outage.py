@@ -23,7 +23,7 @@ from ferry.serve.v1 import serve_pb2 as pb
 from ferry.serve.v1 import serve_pb2_grpc
 from ferry_common import testing
 from ferry_sdk import RegistryClient
-from ferry_sdk.spawn import ServiceProcess, free_port, spawn_and_wait, stop_all
+from ferry_sdk.spawn import ServiceProcess, closed_address, free_port, spawn_and_wait, stop_all
 from ferry_serve.testing import TINY_SIGNATURE, tiny_classifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]
@@ -43,7 +43,7 @@ class Services:
         self.common = {
             "FERRY_REGISTRY_ADDRESS": self.registry_address,
             # Nothing listens there: samples are dropped and counted, never block a request.
-            "FERRY_MONITOR_ADDRESS": f"127.0.0.1:{free_port()}",
+            "FERRY_MONITOR_ADDRESS": closed_address(),
             "OTEL_TRACES_EXPORTER": "none",
             "FERRY_SERVE_POLL_MS": "200",
             "FERRY_SERVE_DRAIN_SECONDS": "1",

@@ -20,7 +20,8 @@ import pytest
 
 from ferry.serve.v1 import serve_pb2 as pb
 from ferry_common.settings import Settings, load_settings
-from ferry_sdk import RegistryClient, ServeClient, ServiceProcess, aio, errors, free_port, spawn_and_wait
+from ferry_sdk import RegistryClient, ServeClient, ServiceProcess, aio, errors, spawn_and_wait
+from ferry_sdk.spawn import closed_address
 from ferry_serve.testing import CLASSES, tiny_classifier
 from ferry_serve.testing import TINY_SIGNATURE as SIGNATURE
 
@@ -76,7 +77,7 @@ def serve_process(
         **SERVICE_ENV,
         "FERRY_STATE_DIR": str(state),
         "FERRY_REGISTRY_ADDRESS": registry_process.address,
-        "FERRY_MONITOR_ADDRESS": f"127.0.0.1:{free_port()}",  # nobody: samples are dropped
+        "FERRY_MONITOR_ADDRESS": closed_address(),  # nobody: samples are dropped
         "FERRY_SERVE_POLL_MS": "100",
         "FERRY_SERVE_DRAIN_SECONDS": "1",
     }
