@@ -169,7 +169,7 @@ class CategoricalAccumulator:
         frequent = frequent_strings_sketch(FREQUENT_ITEMS_LG_K)
         for value, count in ranked:
             frequent.update(_text(value), count)
-        hll = _as_target(sketch_of(self.registers, HLL_LG_K)) if self.registers is not None else _hll_of(self.counts)
+        hll = _union(sketch_of(self.registers, HLL_LG_K)) if self.registers is not None else _hll_of(self.counts)
         sketch = {"hll": pack_bytes(hll.serialize_compact()), "frequent_items": pack_bytes(frequent.serialize())}
         if self.kept is not None:
             distinct = max(round(hll.get_estimate()), len(self.kept))
@@ -254,18 +254,11 @@ def _update(hll: hll_sketch, values: Iterable[Any]) -> None:
         deque(map(update, map(_text, itertools.chain([first], items))), maxlen=0)
 
 
-def _as_target(sketch: hll_sketch) -> hll_sketch:
-    """``sketch`` in the profile's HLL type (HLL_4: half the bytes of HLL_8, the same registers)."""
+def _union(*sketches: hll_sketch) -> hll_sketch:
+    """The union of ``sketches`` in the profile's HLL type (HLL_4; one sketch: just converted)."""
     union = hll_union(HLL_LG_K)
-    union.update(sketch)
-    result: hll_sketch = union.get_result(_HLL_TYPE)
-    return result
-
-
-def _union(first: hll_sketch, second: hll_sketch) -> hll_sketch:
-    union = hll_union(HLL_LG_K)
-    union.update(first)
-    union.update(second)
+    for sketch in sketches:
+        union.update(sketch)
     result: hll_sketch = union.get_result(_HLL_TYPE)
     return result
 
