@@ -49,14 +49,12 @@ class Services:
             "FERRY_SERVE_DRAIN_SECONDS": "1",
         }
 
+    def _spawn(self, name: str, address: str, timeout: float) -> ServiceProcess:
+        env = {**self.common, "FERRY_STATE_DIR": str(self.tmp_path / name)}
+        return spawn_and_wait(name, env=env, address=address, log_path=self.tmp_path / f"{name}.log", timeout=timeout)
+
     def start_registry(self) -> None:
-        self.registry = spawn_and_wait(
-            "registry",
-            env={**self.common, "FERRY_STATE_DIR": str(self.tmp_path / "registry")},
-            address=self.registry_address,
-            log_path=self.tmp_path / "registry.log",
-            timeout=120,
-        )
+        self.registry = self._spawn("registry", self.registry_address, timeout=120)
 
     def stop_registry(self) -> None:
         assert self.registry is not None
@@ -64,13 +62,7 @@ class Services:
         self.registry = None
 
     def start_serve(self) -> None:
-        self.serve = spawn_and_wait(
-            "serve",
-            env={**self.common, "FERRY_STATE_DIR": str(self.tmp_path / "serve")},
-            address=self.serve_address,
-            log_path=self.tmp_path / "serve.log",
-            timeout=180,
-        )
+        self.serve = self._spawn("serve", self.serve_address, timeout=180)
 
     def stop_serve(self) -> None:
         assert self.serve is not None
